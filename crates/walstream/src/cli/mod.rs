@@ -1,0 +1,1 @@
+//! The command line: clap definitions, Go-style flag rewriting, logging set-up, exit codes.

@@ -1,0 +1,18 @@
+//! walstream: continuous, streaming backup of SQLite databases, a drop-in successor to Litestream 0.5.
+//!
+//! The path of a committed page:
+//! - [`sqlite::wal_reader`] reads committed frames from the live `-wal` file;
+//! - [`db`] turns each sync's frames into an L0 LTX file in the meta directory
+//!   (`.<db>-litestream/ltx/0/`) and hands it to the replica;
+//! - [`storage`] holds the [`storage::ReplicaStore`] trait and its backends, which put the file at
+//!   `<path>/ltx/<level>/<min>-<max>.ltx`;
+//! - [`restore`] plans a chain of files and streams them through [`ltx::Compactor`] into a database.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod db;
+pub mod restore;
+pub mod sqlite;
+pub mod storage;
+
+pub use ltx::TxId;
