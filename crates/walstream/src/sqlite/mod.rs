@@ -1,2 +1,4 @@
-//! Reading SQLite's files directly (the WAL) and the one SQLite connection walstream holds.
+//! Reading SQLite's files directly (the WAL) and the SQLite connections walstream holds.
+pub mod conn;
+pub mod locks;
 pub mod wal_reader;

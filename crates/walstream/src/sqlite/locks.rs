@@ -1,0 +1,62 @@
+//! Looks at the WAL-index (`-shm`) locks other processes hold, without taking any.
+//!
+//! SQLite's unix VFS takes POSIX byte-range locks on the `-shm` file at offset 120 + n, where n is
+//! 0 for the writer lock, 1 for the checkpointer lock, 2 for recovery and 3..8 for the read marks
+//! (`wal.c`, `UNIX_SHM_BASE`). `F_GETLK` reports a conflicting lock held by another process (never
+//! this process's own), with its pid.
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+const SHM_LOCK_BASE: i64 = 120;
+const WRITE_LOCK: i64 = 0;
+const CKPT_LOCK: i64 = 1;
+
+/// A handle on a database's `-shm` file for lock probing.
+#[derive(Debug)]
+pub struct ShmProbe {
+    file: File,
+}
+
+impl ShmProbe {
+    /// Opens `<db>-shm`. `None` if it does not exist (nobody has the database open in WAL mode).
+    pub fn open(db_path: &Path) -> Option<ShmProbe> {
+        let mut p = db_path.as_os_str().to_owned();
+        p.push("-shm");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .ok()?;
+        Some(ShmProbe { file })
+    }
+
+    /// The pid of another process holding lock `n`, if any.
+    fn holder(&self, n: i64) -> Option<i32> {
+        // SAFETY: flock is plain old data; fcntl(F_GETLK) only writes into it.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = (SHM_LOCK_BASE + n) as libc::off_t;
+        fl.l_len = 1;
+        // SAFETY: valid fd and a valid pointer to a flock struct.
+        let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETLK, &mut fl) };
+        if rc != 0 || fl.l_type == libc::F_UNLCK as libc::c_short {
+            return None;
+        }
+        Some(fl.l_pid)
+    }
+
+    /// Whether another process is running a blocking checkpoint (FULL, RESTART or TRUNCATE): it
+    /// holds both the checkpointer lock and the writer lock. While it does, nobody can commit.
+    pub fn blocking_checkpointer(&self) -> Option<i32> {
+        let ckpt = self.holder(CKPT_LOCK)?;
+        let write = self.holder(WRITE_LOCK)?;
+        (ckpt == write).then_some(ckpt)
+    }
+
+    /// Whether another process holds the checkpointer lock.
+    pub fn checkpoint_in_progress(&self) -> bool {
+        self.holder(CKPT_LOCK).is_some()
+    }
+}
