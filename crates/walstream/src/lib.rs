@@ -10,7 +10,10 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod config;
 pub mod db;
+pub mod meta;
+pub mod replica;
 pub mod restore;
 pub mod sqlite;
 pub mod storage;

@@ -1,5 +1,17 @@
 //! `walstream replicate`.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::db::{Db, DbOptions};
+use crate::replica::{self, Replica};
+use crate::storage;
+use crate::TxId;
 
 /// `replicate [-config FILE] [-exec CMD] [-once [-force-snapshot] [-enforce-retention]] [DB_PATH REPLICA_URL]`
 #[derive(Debug, Clone, clap::Args)]
@@ -33,8 +45,267 @@ pub struct ReplicateArgs {
     pub args: Vec<String>,
 }
 
-/// Runs replication until SIGINT/SIGTERM (or once).
+/// Finds the config file: `-config`, `$LITESTREAM_CONFIG`, `/etc/litestream.yml`, `/etc/walstream.yml`.
+pub fn find_config(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("LITESTREAM_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    ["/etc/litestream.yml", "/etc/walstream.yml"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// One database to replicate.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Database path.
+    pub db: PathBuf,
+    /// Replica URL or path.
+    pub url: String,
+    /// Options.
+    pub opts: DbOptions,
+}
+
+fn targets(args: &ReplicateArgs) -> anyhow::Result<Vec<Target>> {
+    match args.args.as_slice() {
+        [db, url] => {
+            if args.config.is_some() {
+                anyhow::bail!("cannot specify a replica URL and -config at the same time");
+            }
+            Ok(vec![Target {
+                db: PathBuf::from(db),
+                url: url.clone(),
+                opts: DbOptions::default(),
+            }])
+        }
+        [one] => anyhow::bail!("must specify a replica URL after the database path {one:?}"),
+        _ => {
+            let Some(path) = find_config(args.config.as_deref()) else {
+                anyhow::bail!("no database specified: give DB_PATH REPLICA_URL or -config FILE (none found at $LITESTREAM_CONFIG, /etc/litestream.yml)");
+            };
+            let cfg = Config::load(&path)?;
+            if cfg.dbs.is_empty() {
+                anyhow::bail!("config {}: no databases specified", path.display());
+            }
+            cfg.dbs
+                .iter()
+                .map(|d| {
+                    let db = d.path.clone().with_context(|| {
+                        format!("config {}: a database has no `path`", path.display())
+                    })?;
+                    Ok(Target {
+                        url: d.replica_url(&path)?,
+                        opts: d.db_options(&path)?,
+                        db,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Runs replication until SIGINT/SIGTERM (or once, or until the -exec child exits).
 pub async fn run(args: ReplicateArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("replicate: not implemented yet")
+    let targets = targets(&args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in targets {
+        let store =
+            storage::open_url(&t.url).with_context(|| format!("replica for {}", t.db.display()))?;
+        if !args.once {
+            info!(db = %t.db.display(), replica = %store.describe(), "replicating");
+        }
+        tasks.push(start_db(t, store, stop.clone(), args.once).await?);
+    }
+    if args.once {
+        for h in tasks {
+            h.await.context("replication task")??;
+        }
+        return Ok(());
+    }
+    let mut child = match &args.exec {
+        Some(cmd) => Some(
+            tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .spawn()
+                .with_context(|| format!("-exec {cmd:?}"))?,
+        ),
+        None => None,
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let code = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { info!("signal received, walstream shutting down"); None }
+        _ = term.recv() => { info!("signal received, walstream shutting down"); None }
+        st = async { match child.as_mut() { Some(c) => c.wait().await.ok(), None => std::future::pending().await } } => {
+            info!("subprocess exited, walstream shutting down");
+            st.and_then(|s| s.code())
+        }
+    };
+    stop.store(true, Ordering::SeqCst);
+    for h in tasks {
+        if let Err(e) = h.await.context("replication task")? {
+            error!("{e:#}");
+        }
+    }
+    info!("walstream shut down");
+    if let Some(c) = code.filter(|c| *c != 0) {
+        std::process::exit(c);
+    }
+    Ok(())
+}
+
+/// Sets up one database and starts its loop (a thread for the WAL, a task for uploads).
+async fn start_db(
+    t: Target,
+    store: storage::DynStore,
+    stop: Arc<AtomicBool>,
+    once: bool,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let remote = replica::remote_max_txid(&store).await?;
+    let db_path = t.db.clone();
+    let opts = t.opts.clone();
+    let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
+        let mut db = Db::new(&db_path, opts)?;
+        let complete = replica::local_chain_complete(db.meta(), remote)?;
+        db.reconcile(remote, complete)?;
+        Ok(db)
+    })
+    .await??;
+    let mut rep = Replica::new(store, db.meta().clone(), remote);
+    if once {
+        return Ok(tokio::spawn(async move {
+            let mut db = db;
+            let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
+                db.sync()?;
+                db.shutdown();
+                Ok(db)
+            })
+            .await??;
+            rep.sync().await?;
+            drop(db);
+            Ok(())
+        }));
+    }
+    let (tx, mut rx) = tokio::sync::watch::channel(None::<TxId>);
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("db:{}", t.db.display()))
+        .spawn(move || db_loop(db, tx, stop2))
+        .context("spawn database thread")?;
+    Ok(tokio::spawn(async move {
+        let sync_interval = Duration::from_secs(1);
+        let mut last_err: Option<String> = None;
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            match rep.sync().await {
+                Ok(_) => last_err = None,
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    if last_err.as_deref() != Some(&msg) {
+                        warn!("replica sync failed: {msg}");
+                    }
+                    last_err = Some(msg);
+                }
+            }
+            if stopping && rx.has_changed().map(|c| !c).unwrap_or(true) {
+                break;
+            }
+            tokio::select! {
+                r = rx.changed() => { if r.is_err() { /* thread ended: one last pass */ stop.store(true, Ordering::SeqCst); } }
+                _ = tokio::time::sleep(sync_interval) => {}
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        rep.sync().await?;
+        Ok(())
+    }))
+}
+
+/// The WAL side of one database: wake on file events (inotify) or the monitor interval, sync,
+/// check the checkpoint policy, and step aside for app checkpoints.
+fn db_loop(mut db: Db, tx: tokio::sync::watch::Sender<Option<TxId>>, stop: Arc<AtomicBool>) {
+    use notify::Watcher;
+    let (ev_tx, ev_rx) = std::sync::mpsc::channel::<()>();
+    let wal = db.wal_path().to_path_buf();
+    let dbp = db.path().to_path_buf();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if ev.paths.iter().any(|p| p == &wal || p == &dbp) {
+                let _ = ev_tx.send(());
+            }
+        }
+    });
+    let _watcher = match watcher {
+        Ok(mut w) => {
+            let dir = db
+                .path()
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            if let Err(e) = w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                warn!(error = %e, "cannot watch the database directory; polling instead");
+            }
+            Some(w)
+        }
+        Err(e) => {
+            warn!(error = %e, "file notifications unavailable; polling instead");
+            None
+        }
+    };
+    let monitor = db.options().monitor_interval;
+    let probe = db.options().probe_interval;
+    let mut last_sync = Instant::now() - monitor;
+    let mut last_err: Option<String> = None;
+    let mut backoff_until = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let mut changed = matches!(ev_rx.recv_timeout(probe), Ok(()));
+        while ev_rx.try_recv().is_ok() {
+            changed = true;
+        }
+        if Instant::now() < backoff_until {
+            continue;
+        }
+        let r = (|| -> Result<(), crate::db::DbError> {
+            if changed || last_sync.elapsed() >= monitor {
+                last_sync = Instant::now();
+                if let Some(o) = db.sync()? {
+                    let _ = tx.send(Some(o.txid));
+                }
+                db.maybe_checkpoint()?;
+                if let Some(t) = db.local_txid() {
+                    tx.send_if_modified(|cur| {
+                        let changed = *cur != Some(t);
+                        *cur = Some(t);
+                        changed
+                    });
+                }
+            }
+            db.yield_to_app_checkpoint()?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => last_err = None,
+            Err(e) => {
+                let msg = e.to_string();
+                if last_err.as_deref() != Some(&msg) {
+                    warn!(db = %db.path().display(), "sync failed: {msg}");
+                }
+                last_err = Some(msg);
+                backoff_until = Instant::now() + Duration::from_millis(100);
+            }
+        }
+    }
+    match db.sync() {
+        Ok(Some(o)) => {
+            let _ = tx.send(Some(o.txid));
+        }
+        Ok(None) => {}
+        Err(e) => warn!(db = %db.path().display(), "final sync failed: {e}"),
+    }
+    db.shutdown();
 }

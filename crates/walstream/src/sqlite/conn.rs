@@ -78,6 +78,8 @@ pub struct DbConn {
     conns: [Connection; 2],
     /// Index of the connection holding the guard read transaction, if any.
     guard: Option<usize>,
+    /// Index of the connection holding the write lock, if any.
+    writer: Option<usize>,
     switched_to_wal: bool,
 }
 
@@ -158,6 +160,7 @@ impl DbConn {
             path: path.to_path_buf(),
             conns: [a, b],
             guard: None,
+            writer: None,
             switched_to_wal,
         })
     }
@@ -239,6 +242,61 @@ impl DbConn {
             .map_err(sqlite_err(&self.path, "checkpoint"))
     }
 
+    fn spare(&self) -> usize {
+        match self.guard {
+            Some(g) => 1 - g,
+            None => 0,
+        }
+    }
+
+    /// Takes the write lock on the connection not holding the guard (`BEGIN IMMEDIATE`). Until
+    /// [`DbConn::commit_writer`], nobody else can commit.
+    pub fn begin_immediate_spare(&mut self) -> Result<(), ConnError> {
+        let i = self.spare();
+        self.conns[i]
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sqlite_err(&self.path, "take write lock"))?;
+        self.writer = Some(i);
+        Ok(())
+    }
+
+    /// Ends the guard read transaction while the writer connection keeps the write lock.
+    pub fn release_guard_keep_writer(&mut self) {
+        if let Some(g) = self.guard {
+            if Some(g) != self.writer {
+                self.end_read(g);
+            }
+            self.guard = None;
+        }
+    }
+
+    /// Bumps `_litestream_seq` inside the writer transaction; SQLite restarts the WAL on this
+    /// write when every frame has been checkpointed and no reader is using the WAL.
+    pub fn bump_seq_in_writer(&mut self) -> Result<(), ConnError> {
+        let Some(i) = self.writer else { return Ok(()) };
+        self.conns[i]
+            .execute(
+                "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1",
+                [],
+            )
+            .map(|_| ())
+            .map_err(sqlite_err(&self.path, "bump _litestream_seq"))
+    }
+
+    /// Commits the writer transaction (or does nothing if none).
+    pub fn commit_writer(&mut self) -> Result<(), ConnError> {
+        let Some(i) = self.writer.take() else {
+            return Ok(());
+        };
+        let r = self.conns[i]
+            .execute_batch("COMMIT")
+            .map_err(sqlite_err(&self.path, "commit"));
+        if r.is_err() {
+            let _ = self.conns[i].execute_batch("ROLLBACK");
+        }
+        r
+    }
+
     /// Bumps `_litestream_seq` so that the WAL gets a new frame (and, after a restart, a header).
     pub fn touch_seq(&self) -> Result<(), ConnError> {
         let i = match self.guard {
@@ -257,6 +315,7 @@ impl DbConn {
 
 impl Drop for DbConn {
     fn drop(&mut self) {
+        let _ = self.commit_writer();
         self.release_guard();
     }
 }

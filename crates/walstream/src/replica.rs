@@ -1,0 +1,152 @@
+//! A database's replica: the remote position, and uploads of the meta directory's L0 (and
+//! snapshot) files with retry. Never reads the WAL.
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ltx::TxId;
+use tracing::{debug, info, warn};
+
+use crate::meta::{LocalLtx, MetaDir, MetaError};
+use crate::storage::{DynStore, StorageError, SNAPSHOT_LEVEL};
+
+/// Errors of the replica.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The store failed.
+    #[error("replica {replica}: {source}")]
+    Storage {
+        /// The replica, without secrets.
+        replica: String,
+        /// The cause.
+        source: StorageError,
+    },
+    /// The meta directory failed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// The newest TXID on the store, over every level. `None` for an empty replica.
+pub async fn remote_max_txid(store: &DynStore) -> Result<Option<TxId>, ReplicaError> {
+    let mut max = None;
+    for level in 0..=SNAPSHOT_LEVEL {
+        let files = store
+            .ltx_files(level)
+            .await
+            .map_err(|source| ReplicaError::Storage {
+                replica: store.describe(),
+                source,
+            })?;
+        if let Some(f) = files.iter().map(|f| f.max_txid).max() {
+            max = max.max(Some(f));
+        }
+    }
+    Ok(max)
+}
+
+/// Whether every local L0 file from `after + 1` up to the newest exists, so that uploading them
+/// continues the replica without a gap.
+pub fn local_chain_complete(meta: &MetaDir, after: Option<TxId>) -> Result<bool, MetaError> {
+    let files = meta.list(0)?;
+    let mut expect = after.map_or(1, |t| t.0 + 1);
+    for f in &files {
+        if f.max_txid.0 < expect {
+            continue;
+        }
+        if f.min_txid.0 > expect {
+            return Ok(false);
+        }
+        expect = f.max_txid.0 + 1;
+    }
+    Ok(true)
+}
+
+/// Uploads a database's local files to its store.
+#[derive(Debug)]
+pub struct Replica {
+    store: DynStore,
+    meta: MetaDir,
+    /// Newest TXID known to be on the store.
+    remote: Option<TxId>,
+}
+
+const MAX_ATTEMPTS: u32 = 5;
+
+impl Replica {
+    /// A replica whose store holds everything up to `remote`.
+    pub fn new(store: DynStore, meta: MetaDir, remote: Option<TxId>) -> Replica {
+        Replica {
+            store,
+            meta,
+            remote,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// Newest TXID known to be on the store.
+    pub fn remote_txid(&self) -> Option<TxId> {
+        self.remote
+    }
+
+    async fn upload(&self, f: &LocalLtx) -> Result<(), ReplicaError> {
+        let header = MetaDir::read_header(&f.path)?;
+        let created_at = UNIX_EPOCH + Duration::from_millis(header.timestamp.max(0) as u64);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .store
+                .write_ltx_file(f.level, f.min_txid, f.max_txid, &f.path, created_at)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    let backoff = Duration::from_millis(50u64 << attempt.min(6));
+                    warn!(level = f.level, min_txid = %f.min_txid, max_txid = %f.max_txid, error = %e, attempt, "upload failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(source) => {
+                    return Err(ReplicaError::Storage {
+                        replica: self.store.describe(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Uploads every local file newer than the remote position: snapshots first, then L0 files
+    /// in TXID order. Afterwards removes local files the store now holds, keeping the newest L0
+    /// (it records the WAL position). Returns the number of files uploaded.
+    pub async fn sync(&mut self) -> Result<usize, ReplicaError> {
+        let mut n = 0;
+        for f in self.meta.list(SNAPSHOT_LEVEL)? {
+            let started = SystemTime::now();
+            self.upload(&f).await?;
+            info!(replica = %self.store.describe(), max_txid = %f.max_txid, elapsed = ?started.elapsed().unwrap_or_default(), "snapshot uploaded");
+            let _ = std::fs::remove_file(&f.path);
+            self.remote = self.remote.max(Some(f.max_txid));
+            n += 1;
+        }
+        let files = self.meta.list(0)?;
+        let newest = files.last().map(|f| f.max_txid);
+        for f in &files {
+            if Some(f.max_txid) <= self.remote {
+                continue;
+            }
+            self.upload(f).await?;
+            debug!(replica = %self.store.describe(), txid = %f.max_txid, "L0 uploaded");
+            self.remote = Some(f.max_txid);
+            n += 1;
+        }
+        for f in &files {
+            if Some(f.max_txid) <= self.remote && Some(f.max_txid) < newest {
+                let _ = std::fs::remove_file(&f.path);
+            }
+        }
+        Ok(n)
+    }
+}
