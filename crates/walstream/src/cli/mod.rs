@@ -1,2 +1,431 @@
 //! The command line: clap definitions, Go-style flag rewriting, logging set-up, exit codes.
+//!
+//! Litestream's flags are Go-style: one dash for long names (`-txid 5`, `-config=x.yml`). Before
+//! clap sees them, [`rewrite_args`] turns every known long flag into `--flag`, so both spellings
+//! work, as they do in Go. `-o` and `-f` stay short flags.
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand};
+
+pub mod ltx;
 pub mod replicate;
+pub mod restore;
+pub mod version;
+pub use self::ltx::LtxArgs;
+pub use self::restore::RestoreArgs;
+
+/// `walstream <command> [arguments]`: a drop-in for the `litestream` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "walstream",
+    about = "Continuous streaming backup of SQLite databases (Litestream 0.5 compatible)."
+)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs a server to replicate databases.
+    Replicate(replicate::ReplicateArgs),
+    /// Recovers a database from a replica.
+    Restore(RestoreArgs),
+    /// Lists the LTX files of a replica.
+    Ltx(LtxArgs),
+    /// Prints the version.
+    Version,
+}
+
+/// Long flags any command takes, and whether each takes a value.
+/// Single-letter flags (`-o`, `-f`, `-h`) are clap short flags and are not in this list.
+const LONG_FLAGS: &[(&str, bool)] = &[
+    ("config", true),
+    ("no-expand-env", false),
+    ("exec", true),
+    ("once", false),
+    ("force-snapshot", false),
+    ("enforce-retention", false),
+    ("restore-if-db-not-exists", false),
+    ("log-level", true),
+    ("txid", true),
+    ("timestamp", true),
+    ("if-db-not-exists", false),
+    ("if-replica-exists", false),
+    ("dry-run", false),
+    ("force", false),
+    ("json", false),
+    ("follow-interval", true),
+    ("parallelism", true),
+    ("integrity-check", true),
+    ("level", true),
+    ("replica", true),
+    ("help", false),
+];
+
+/// Short flags and whether each takes a value.
+const SHORT_FLAGS: &[(&str, bool)] = &[("o", true), ("f", false), ("h", false)];
+
+/// Rewrites Go-style arguments for clap: `-txid X` → `--txid X`, `-txid=X` → `--txid=X`,
+/// `--o X`/`-o=X` → `-o X`. The first element (the program name), values of flags, and
+/// everything after `--` are left alone; unknown flags too, so that clap reports them.
+pub fn rewrite_args<I, T>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut out = Vec::new();
+    let mut iter = args.into_iter().map(Into::into);
+    if let Some(program) = iter.next() {
+        out.push(program);
+    }
+    let mut value_next = false;
+    let mut verbatim = false;
+    for arg in iter {
+        if verbatim || value_next {
+            value_next = false;
+            out.push(arg);
+            continue;
+        }
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if s == "--" {
+            verbatim = true;
+            out.push(arg);
+            continue;
+        }
+        let body = match s.strip_prefix("--").or_else(|| s.strip_prefix('-')) {
+            Some(body) if !body.is_empty() => body,
+            _ => {
+                out.push(arg);
+                continue;
+            }
+        };
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        if let Some((_, takes_value)) = LONG_FLAGS.iter().find(|(n, _)| *n == name) {
+            out.push(OsString::from(format!("--{body}")));
+            value_next = *takes_value && value.is_none();
+        } else if let Some((_, takes_value)) = SHORT_FLAGS.iter().find(|(n, _)| *n == name) {
+            out.push(OsString::from(format!("-{name}")));
+            if let Some(v) = value {
+                out.push(OsString::from(v));
+            } else {
+                value_next = *takes_value;
+            }
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+/// Sets up logging to stderr. `level` is the `-log-level` flag; without it `$LOG_LEVEL`, then
+/// `info`. Accepts Litestream's names (debug, info, warn, error) in any case.
+pub fn init_logging(level: Option<&str>) {
+    use std::io::IsTerminal;
+    let level = level
+        .map(str::to_string)
+        .or_else(|| std::env::var("LOG_LEVEL").ok())
+        .filter(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| "info".to_string())
+        .trim()
+        .to_ascii_lowercase();
+    let level = match level.as_str() {
+        "warning" => "warn".to_string(),
+        _ => level,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Replicate(args) => {
+            init_logging(args.log_level.as_deref());
+            replicate::run(args).await
+        }
+        Command::Restore(args) => {
+            init_logging(args.log_level.as_deref());
+            restore::run(args).await
+        }
+        Command::Ltx(args) => {
+            init_logging(args.log_level.as_deref());
+            ltx::run(args).await
+        }
+        Command::Version => {
+            version::run();
+            Ok(())
+        }
+    }
+}
+
+/// Whether an argument is a replica URL (`scheme://...`), as Litestream decides.
+pub fn is_url(s: &str) -> bool {
+    match s.split_once("://") {
+        Some((scheme, _)) => {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
+        None => false,
+    }
+}
+
+/// What a `DB_PATH|REPLICA_URL` argument names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A replica URL, or a directory that holds a replica (`<dir>/ltx/`).
+    Replica(String),
+    /// A database path, whose replica comes from the config file.
+    Database(std::path::PathBuf),
+}
+
+impl Source {
+    /// Classifies an argument: a URL or a directory containing `ltx/` is a replica.
+    pub fn parse(arg: &str) -> Source {
+        if is_url(arg) || std::path::Path::new(arg).join("ltx").is_dir() {
+            Source::Replica(arg.to_string())
+        } else {
+            Source::Database(std::path::PathBuf::from(arg))
+        }
+    }
+
+    /// The replica URL, or a clear error for a database path (config files are not read yet).
+    pub fn replica_url(&self, config: Option<&std::path::Path>) -> anyhow::Result<&str> {
+        match self {
+            Source::Replica(url) => {
+                if config.is_some() && is_url(url) {
+                    anyhow::bail!("cannot specify a replica URL and the -config flag");
+                }
+                Ok(url)
+            }
+            Source::Database(path) => anyhow::bail!(
+                "{}: not a replica URL or replica directory (no ltx/ inside); finding a database's replica \
+                 through a config file is not supported yet: pass the replica URL or directory instead",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Formats rows like Go's `tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)`: every cell but the last of a
+/// row is padded to its column's width plus two spaces.
+pub fn tabwrite(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths.get(i).copied().unwrap_or(0) + 2 - cell.chars().count();
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// RFC 3339 time at second precision in UTC, as Litestream prints file times.
+pub fn fmt_time(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn rw(args: &[&str]) -> Vec<String> {
+        rewrite_args(std::iter::once("walstream").chain(args.iter().copied()))
+            .into_iter()
+            .skip(1)
+            .map(|s| s.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn rewrite_args_single_dash_long_flags_get_two_dashes() {
+        assert_eq!(
+            rw(&[
+                "restore",
+                "-txid",
+                "5",
+                "-if-db-not-exists",
+                "-o",
+                "out.db",
+                "s3://b/db"
+            ]),
+            [
+                "restore",
+                "--txid",
+                "5",
+                "--if-db-not-exists",
+                "-o",
+                "out.db",
+                "s3://b/db"
+            ]
+        );
+    }
+
+    #[test]
+    fn rewrite_args_equals_forms() {
+        assert_eq!(
+            rw(&["restore", "-txid=5", "--timestamp=x"]),
+            ["restore", "--txid=5", "--timestamp=x"]
+        );
+        assert_eq!(
+            rw(&["restore", "-o=out.db", "--o", "b.db"]),
+            ["restore", "-o", "out.db", "-o", "b.db"]
+        );
+    }
+
+    #[test]
+    fn rewrite_args_double_dash_forms_are_kept() {
+        assert_eq!(
+            rw(&["ltx", "--level", "all", "--json"]),
+            ["ltx", "--level", "all", "--json"]
+        );
+    }
+
+    #[test]
+    fn rewrite_args_values_are_not_rewritten() {
+        // A value that looks like a flag stays a value.
+        assert_eq!(
+            rw(&["replicate", "-exec", "-json", "-once"]),
+            ["replicate", "--exec", "-json", "--once"]
+        );
+        assert_eq!(
+            rw(&["restore", "-o", "-force"]),
+            ["restore", "-o", "-force"]
+        );
+    }
+
+    #[test]
+    fn rewrite_args_unknown_flags_and_after_double_dash_untouched() {
+        assert_eq!(rw(&["restore", "-bogus", "x"]), ["restore", "-bogus", "x"]);
+        assert_eq!(rw(&["restore", "--", "-txid"]), ["restore", "--", "-txid"]);
+        assert_eq!(rw(&["restore", "-", "-f"]), ["restore", "-", "-f"]);
+    }
+
+    #[test]
+    fn rewrite_args_help_forms() {
+        assert_eq!(rw(&["restore", "-help", "-h"]), ["restore", "--help", "-h"]);
+    }
+
+    #[test]
+    fn cli_parses_flags_before_and_after_path() {
+        let before = Cli::try_parse_from(rewrite_args([
+            "walstream",
+            "restore",
+            "-o",
+            "x",
+            "-txid",
+            "5",
+            "file:///r",
+        ]));
+        let after = Cli::try_parse_from(rewrite_args([
+            "walstream",
+            "restore",
+            "file:///r",
+            "-o",
+            "x",
+            "-force",
+        ]));
+        match before.unwrap().command {
+            Command::Restore(a) => {
+                assert_eq!(a.txid.as_deref(), Some("5"));
+                assert_eq!(a.path, "file:///r");
+            }
+            other => panic!("{other:?}"),
+        }
+        match after.unwrap().command {
+            Command::Restore(a) => assert!(a.force),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_parses_ltx_and_version() {
+        let c = Cli::try_parse_from(rewrite_args([
+            "walstream",
+            "ltx",
+            "-level",
+            "all",
+            "-json",
+            "/r",
+        ]))
+        .unwrap();
+        match c.command {
+            Command::Ltx(a) => {
+                assert_eq!(a.level, "all");
+                assert!(a.json);
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from(rewrite_args(["walstream", "version"])).unwrap();
+        assert!(matches!(c.command, Command::Version));
+    }
+
+    #[test]
+    fn cli_parses_replicate_go_style() {
+        let c = Cli::try_parse_from(rewrite_args([
+            "walstream",
+            "replicate",
+            "-config",
+            "/etc/x.yml",
+            "-once",
+        ]))
+        .unwrap();
+        match c.command {
+            Command::Replicate(a) => {
+                assert_eq!(a.config.unwrap().to_str(), Some("/etc/x.yml"));
+                assert!(a.once);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn is_url_needs_scheme() {
+        assert!(is_url("s3://bucket/db"));
+        assert!(is_url("file:///tmp/x"));
+        assert!(!is_url("/tmp/x"));
+        assert!(!is_url("./a://b"));
+    }
+
+    #[test]
+    fn tabwrite_matches_go_tabwriter() {
+        let rows = vec![
+            vec!["level".to_string(), "min_txid".into(), "size".into()],
+            vec!["0".to_string(), "0000000000000001".into(), "575".into()],
+        ];
+        assert_eq!(
+            tabwrite(&rows),
+            "level  min_txid          size\n0      0000000000000001  575\n"
+        );
+    }
+}

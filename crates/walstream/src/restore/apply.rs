@@ -1,0 +1,515 @@
+//! Applying a planned chain: parallel downloads into a temporary directory next to the output,
+//! then one pass of the compactor writing `<out>.tmp` page by page.
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use ltx::checksum::{page_checksum, DbChecksum};
+use ltx::{Compactor, Decoder, TxId};
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, info, info_span, Instrument};
+
+use super::{
+    describe_chain, sidecars, tmp_path, FileRef, IntegrityCheck, RestoreError, RestoreOptions,
+    RestoreSummary,
+};
+use crate::storage::{DynStore, LtxFileInfo};
+
+/// Attempts per download; a retry resumes at the offset reached.
+const DOWNLOAD_ATTEMPTS: u32 = 3;
+/// Read buffer per open LTX file.
+const READ_BUF: usize = 256 * 1024;
+/// Write buffer for the database.
+const WRITE_BUF: usize = 1024 * 1024;
+
+/// Restores `chain` (from [`plan`](super::plan())) into `opts.output`.
+///
+/// Downloads up to `opts.parallelism` files at once into a temporary directory next to the output,
+/// merges them into `<out>.tmp`, checks every file checksum, every page 1..commit, and (when the
+/// files carry checksums) the database checksum, runs the integrity check if asked, then fsyncs,
+/// renames over the output and fsyncs the directory. Nothing is left behind on error or when the
+/// future is dropped.
+pub async fn apply(
+    store: &DynStore,
+    chain: &[LtxFileInfo],
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary, RestoreError> {
+    let replica = store.describe();
+    let Some(last) = chain.last() else {
+        return Err(RestoreError::NoBackups { replica });
+    };
+    let txid = last.max_txid;
+    let span =
+        info_span!("restore", replica = %replica, txid = %txid, output = %opts.output.display());
+    async {
+        super::check_output(&opts.output, opts.overwrite)?;
+        let dir = parent_dir(&opts.output);
+        let downloads = tempfile::Builder::new()
+            .prefix(".walstream-restore-")
+            .tempdir_in(&dir)
+            .map_err(|e| RestoreError::io(&dir, e))?;
+
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(cancel.clone());
+
+        let paths: Vec<PathBuf> = futures::stream::iter(chain.iter().enumerate())
+            .map(|(i, info)| {
+                let dest = downloads
+                    .path()
+                    .join(format!("{i:06}-{}", info.file_name()));
+                download(store, &replica, info, dest)
+            })
+            .buffered(opts.parallelism.max(1))
+            .try_collect()
+            .await?;
+        let bytes = chain.iter().map(|f| f.size).sum();
+        debug!(files = chain.len(), bytes, "downloaded");
+
+        let job = ApplyJob {
+            chain: chain.to_vec(),
+            paths,
+            output: opts.output.clone(),
+            overwrite: opts.overwrite,
+            integrity_check: opts.integrity_check,
+            replica: replica.clone(),
+            cancel,
+        };
+        let (page_size, commit) = tokio::task::spawn_blocking(move || job.run())
+            .await
+            .map_err(|e| RestoreError::io(&opts.output, std::io::Error::other(e)))??;
+        drop(downloads);
+        info!(files = chain.len(), page_size, commit, "restored");
+        Ok(RestoreSummary {
+            txid,
+            page_size,
+            commit,
+            files: chain.len(),
+            bytes,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// The directory a path lives in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Sets the flag when the restore future is dropped, so that the blocking writer stops.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Downloads one file to `dest`, resuming at the offset reached on a retryable error.
+async fn download(
+    store: &DynStore,
+    replica: &str,
+    info: &LtxFileInfo,
+    dest: PathBuf,
+) -> Result<PathBuf, RestoreError> {
+    let file_ref = || FileRef::new(replica, info);
+    let span = info_span!("download", level = info.level, min_txid = %info.min_txid, max_txid = %info.max_txid);
+    async {
+        let mut out = tokio::fs::File::create(&dest)
+            .await
+            .map_err(|e| RestoreError::io(&dest, e))?;
+        let mut offset = 0u64;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let mut stream = store
+                    .open_ltx_file(info.level, info.min_txid, info.max_txid, offset)
+                    .await?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    out.write_all(&chunk).await.map_err(|source| {
+                        crate::storage::StorageError::Io {
+                            backend: "local",
+                            path: dest.clone(),
+                            source,
+                        }
+                    })?;
+                    offset += chunk.len() as u64;
+                }
+                Ok::<(), crate::storage::StorageError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() && attempt < DOWNLOAD_ATTEMPTS => {
+                    debug!(attempt, offset, error = %e, "download failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(source) => {
+                    return Err(RestoreError::Download {
+                        file: file_ref(),
+                        source,
+                    })
+                }
+            }
+        }
+        out.flush().await.map_err(|e| RestoreError::io(&dest, e))?;
+        if offset != info.size {
+            return Err(RestoreError::SizeMismatch {
+                file: file_ref(),
+                got: offset,
+                want: info.size,
+            });
+        }
+        Ok(dest)
+    }
+    .instrument(span)
+    .await
+}
+
+/// The blocking half: everything after the downloads.
+struct ApplyJob {
+    chain: Vec<LtxFileInfo>,
+    paths: Vec<PathBuf>,
+    output: PathBuf,
+    overwrite: bool,
+    integrity_check: IntegrityCheck,
+    replica: String,
+    cancel: Arc<AtomicBool>,
+}
+
+/// Removes `<out>.tmp` unless disarmed.
+struct TmpGuard {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl ApplyJob {
+    fn file_ref(&self, i: usize) -> FileRef {
+        match self.chain.get(i) {
+            Some(info) => FileRef::new(&self.replica, info),
+            None => FileRef {
+                replica: self.replica.clone(),
+                level: 0,
+                min_txid: TxId(0),
+                max_txid: TxId(0),
+            },
+        }
+    }
+
+    fn txid(&self) -> TxId {
+        self.chain.last().map(|f| f.max_txid).unwrap_or_default()
+    }
+
+    fn check_cancel(&self) -> Result<(), RestoreError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(RestoreError::Cancelled);
+        }
+        Ok(())
+    }
+
+    fn open(&self, i: usize) -> Result<Decoder<BufReader<File>>, RestoreError> {
+        let path = &self.paths[i];
+        let f = File::open(path).map_err(|e| RestoreError::io(path, e))?;
+        let dec = Decoder::new(BufReader::with_capacity(READ_BUF, f)).map_err(|source| {
+            RestoreError::Ltx {
+                file: self.file_ref(i),
+                source,
+            }
+        })?;
+        let h = dec.header();
+        if let Some(info) = self.chain.get(i) {
+            if h.min_txid != info.min_txid || h.max_txid != info.max_txid {
+                return Err(RestoreError::BadFile {
+                    file: self.file_ref(i),
+                    message: format!(
+                        "header covers TXIDs {}-{}, not what its name says",
+                        h.min_txid, h.max_txid
+                    ),
+                });
+            }
+        }
+        Ok(dec)
+    }
+
+    /// After the compactor failed: decodes each file on its own to find the one at fault.
+    fn diagnose(&self, source: ltx::Error) -> RestoreError {
+        let mut buf = Vec::new();
+        for i in 0..self.paths.len() {
+            let result = self.open(i).and_then(|mut dec| {
+                buf.resize(dec.header().page_size as usize, 0);
+                let decode = || -> Result<(), ltx::Error> {
+                    while dec.next_page(&mut buf)?.is_some() {}
+                    dec.finish().map(|_| ())
+                };
+                decode().map_err(|source| RestoreError::Ltx {
+                    file: self.file_ref(i),
+                    source,
+                })
+            });
+            if let Err(e) = result {
+                return e;
+            }
+        }
+        RestoreError::Compaction {
+            chain: describe_chain(&self.chain),
+            txid: self.txid(),
+            source,
+        }
+    }
+
+    fn run(self) -> Result<(u32, u32), RestoreError> {
+        let txid = self.txid();
+        let mut decoders = Vec::with_capacity(self.paths.len());
+        for i in 0..self.paths.len() {
+            decoders.push(self.open(i)?);
+        }
+        let page_size = decoders.first().map(|d| d.header().page_size).unwrap_or(0);
+        for (i, dec) in decoders.iter().enumerate() {
+            if dec.header().page_size != page_size {
+                return Err(RestoreError::BadFile {
+                    file: self.file_ref(i),
+                    message: format!(
+                        "page size {} differs from the chain's {page_size}",
+                        dec.header().page_size
+                    ),
+                });
+            }
+        }
+        let mut compactor = Compactor::new(decoders).map_err(|e| self.diagnose(e))?;
+        let header = compactor.header().clone();
+        if !header.is_snapshot() {
+            return Err(RestoreError::BadFile {
+                file: self.file_ref(0),
+                message: "the chain does not start with a full database (MinTXID 1)".to_string(),
+            });
+        }
+        let commit = header.commit;
+        let lock = ltx::lock_pgno(page_size);
+        let verify_checksum = !header.no_checksum();
+
+        let tmp = tmp_path(&self.output);
+        let mut guard = TmpGuard {
+            path: tmp.clone(),
+            armed: true,
+        };
+        let file = File::create(&tmp).map_err(|e| RestoreError::io(&tmp, e))?;
+        let mut w = BufWriter::with_capacity(WRITE_BUF, file);
+        let mut buf = vec![0u8; page_size as usize];
+        let zeros = vec![0u8; page_size as usize];
+        let mut checksum = DbChecksum::new();
+        let mut expected = 1u32;
+        let missing = |pgno: u32| RestoreError::MissingPage {
+            pgno,
+            txid,
+            chain: describe_chain(&self.chain),
+        };
+
+        while let Some(pgno) = compactor
+            .next_page(&mut buf)
+            .map_err(|e| self.diagnose(e))?
+        {
+            self.check_cancel()?;
+            if pgno == lock {
+                continue;
+            }
+            if expected == lock {
+                // SQLite never stores the lock page; it is zeros in the file.
+                w.write_all(&zeros).map_err(|e| RestoreError::io(&tmp, e))?;
+                expected += 1;
+            }
+            if pgno != expected {
+                return Err(missing(expected));
+            }
+            w.write_all(&buf).map_err(|e| RestoreError::io(&tmp, e))?;
+            if verify_checksum {
+                checksum.add(page_checksum(pgno, &buf));
+            }
+            expected += 1;
+        }
+        if expected == lock && expected <= commit {
+            w.write_all(&zeros).map_err(|e| RestoreError::io(&tmp, e))?;
+            expected += 1;
+        }
+        if expected <= commit {
+            return Err(missing(expected));
+        }
+        let trailer = compactor.finish().map_err(|e| self.diagnose(e))?;
+        if verify_checksum && checksum.value() != trailer.post_apply_checksum {
+            return Err(RestoreError::DbChecksumMismatch {
+                txid,
+                file: self.file_ref(self.chain.len().saturating_sub(1)),
+                expected: trailer.post_apply_checksum,
+                actual: checksum.value(),
+            });
+        }
+
+        let file = w
+            .into_inner()
+            .map_err(|e| RestoreError::io(&tmp, e.into_error()))?;
+        file.set_len(u64::from(commit) * u64::from(page_size))
+            .map_err(|e| RestoreError::io(&tmp, e))?;
+        file.sync_all().map_err(|e| RestoreError::io(&tmp, e))?;
+        drop(file);
+
+        if self.integrity_check != IntegrityCheck::None {
+            integrity_check(&tmp, self.integrity_check, txid)?;
+        }
+        self.check_cancel()?;
+
+        if self.overwrite {
+            for sidecar in sidecars(&self.output) {
+                match std::fs::remove_file(&sidecar) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(RestoreError::io(&sidecar, e)),
+                }
+            }
+            std::fs::rename(&tmp, &self.output).map_err(|e| RestoreError::io(&self.output, e))?;
+        } else {
+            move_no_clobber(&tmp, &self.output)?;
+        }
+        guard.armed = false;
+        let dir = parent_dir(&self.output);
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| RestoreError::io(&dir, e))?;
+        Ok((page_size, commit))
+    }
+}
+
+/// Moves `tmp` to `output` without replacing a database that appeared meanwhile: a hard link fails
+/// if the target exists. An empty file at `output` may be replaced, as Litestream does.
+fn move_no_clobber(tmp: &Path, output: &Path) -> Result<(), RestoreError> {
+    if std::fs::metadata(output)
+        .map(|m| m.is_file() && m.len() == 0)
+        .unwrap_or(false)
+    {
+        return std::fs::rename(tmp, output).map_err(|e| RestoreError::io(output, e));
+    }
+    match std::fs::hard_link(tmp, output) {
+        Ok(()) => std::fs::remove_file(tmp).map_err(|e| RestoreError::io(tmp, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(RestoreError::OutputExists {
+                path: output.to_path_buf(),
+            })
+        }
+        // File systems without hard links.
+        Err(_) => std::fs::rename(tmp, output).map_err(|e| RestoreError::io(output, e)),
+    }
+}
+
+/// Runs `PRAGMA quick_check` or `integrity_check` on the file without creating `-wal`/`-shm`.
+fn integrity_check(path: &Path, mode: IntegrityCheck, txid: TxId) -> Result<(), RestoreError> {
+    use rusqlite::OpenFlags;
+    let sqlite_err = |source| RestoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let uri = format!("file:{}?immutable=1", uri_escape(&path.to_string_lossy()));
+    let conn = rusqlite::Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_err)?;
+    let pragma = match mode {
+        IntegrityCheck::Quick => "PRAGMA quick_check",
+        _ => "PRAGMA integrity_check",
+    };
+    let mut stmt = conn.prepare(pragma).map_err(sqlite_err)?;
+    let lines: Vec<String> = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(sqlite_err)?
+        .take(5)
+        .collect::<Result<_, _>>()
+        .map_err(sqlite_err)?;
+    if lines.len() == 1 && lines[0] == "ok" {
+        return Ok(());
+    }
+    Err(RestoreError::IntegrityCheck {
+        mode: mode.as_str(),
+        txid,
+        message: lines.join("; "),
+    })
+}
+
+/// Escapes the characters SQLite's URI parser treats specially.
+fn uri_escape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn uri_escape_escapes_query_characters() {
+        assert_eq!(uri_escape("/a b/c?d#e%f"), "/a b/c%3fd%23e%25f");
+    }
+
+    #[test]
+    fn parent_dir_of_bare_name_is_cwd() {
+        assert_eq!(parent_dir(Path::new("db")), PathBuf::from("."));
+        assert_eq!(parent_dir(Path::new("/x/db")), PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn move_no_clobber_refuses_existing_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("db.tmp");
+        let out = dir.path().join("db");
+        std::fs::write(&tmp, b"new").unwrap();
+        std::fs::write(&out, b"old").unwrap();
+        assert!(matches!(
+            move_no_clobber(&tmp, &out),
+            Err(RestoreError::OutputExists { .. })
+        ));
+        assert_eq!(std::fs::read(&out).unwrap(), b"old");
+        std::fs::write(&out, b"").unwrap();
+        move_no_clobber(&tmp, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn integrity_check_of_fresh_database_is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x?.db");
+        let conn = rusqlite::Connection::open(&p).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(conn);
+        integrity_check(&p, IntegrityCheck::Full, TxId(1)).unwrap();
+        integrity_check(&p, IntegrityCheck::Quick, TxId(1)).unwrap();
+        std::fs::write(&p, vec![7u8; 8192]).unwrap();
+        assert!(integrity_check(&p, IntegrityCheck::Full, TxId(1)).is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! Restore planning: a pure function from a replica's listing and a target to the chain of LTX
+//! files whose compaction is the database at that target.
+//!
+//! The rules follow Litestream 0.5:
+//! 1. start from the newest L9 snapshot that is eligible (MaxTXID ≤ the `-txid` target, or created
+//!    strictly before the `-timestamp` target);
+//! 2. then repeatedly add, from levels 8 down to 0, the eligible file that extends the contiguous
+//!    range furthest (ties: lower MinTXID, then higher level, then older);
+//! 3. a `-txid` target must be reached exactly, otherwise the TXID is "not available".
+//!
+//! Unlike Litestream, a file that overlaps the chain is only taken when it starts right after some
+//! file already in the chain (or at TXID 1, which makes it a full database); the files it covers
+//! are dropped, so the chain handed to the compactor is always exactly contiguous.
+use std::cmp::Ordering;
+use std::time::SystemTime;
+
+use ltx::TxId;
+
+use crate::storage::{LtxFileInfo, SNAPSHOT_LEVEL};
+
+use super::{RestoreError, Target};
+
+/// Plans a restore: the chain of files to compact, in TXID order, the first one starting at TXID 1.
+///
+/// `files` is the listing of every level (any order). Files at level 9 count as snapshots only if
+/// their MinTXID is 1. `replica` only names the replica in errors.
+pub fn plan(
+    files: &[LtxFileInfo],
+    target: &Target,
+    replica: &str,
+) -> Result<Vec<LtxFileInfo>, RestoreError> {
+    let eligible = |f: &LtxFileInfo| match target {
+        Target::Latest => true,
+        Target::TxId(t) => f.max_txid <= *t,
+        Target::Timestamp(ts) => f.created_at < *ts,
+    };
+
+    let mut chain: Vec<LtxFileInfo> = Vec::new();
+    if let Some(snapshot) = files
+        .iter()
+        .filter(|f| {
+            f.level == SNAPSHOT_LEVEL
+                && f.min_txid == TxId(1)
+                && f.min_txid <= f.max_txid
+                && eligible(f)
+        })
+        .max_by(|a, b| {
+            a.max_txid
+                .cmp(&b.max_txid)
+                .then_with(|| b.created_at.cmp(&a.created_at))
+        })
+    {
+        chain.push(snapshot.clone());
+    }
+    let mut current = chain.last().map(|f| f.max_txid).unwrap_or(TxId(0));
+
+    let reached = |current: TxId| matches!(target, Target::TxId(t) if current >= *t);
+    while !reached(current) {
+        let next = current.0.saturating_add(1);
+        let best = files
+            .iter()
+            .filter(|f| {
+                f.level < SNAPSHOT_LEVEL
+                    && f.min_txid.0 >= 1
+                    && f.min_txid <= f.max_txid
+                    && eligible(f)
+            })
+            .filter(|f| f.max_txid > current && f.min_txid.0 <= next)
+            .filter(|f| {
+                f.min_txid.0 == next
+                    || f.min_txid == TxId(1)
+                    || chain
+                        .iter()
+                        .any(|c| c.max_txid.0.saturating_add(1) == f.min_txid.0)
+            })
+            .max_by(|a, b| better(a, b));
+        let Some(best) = best else { break };
+        while chain
+            .last()
+            .is_some_and(|last| last.min_txid >= best.min_txid)
+        {
+            chain.pop();
+        }
+        chain.push(best.clone());
+        current = best.max_txid;
+    }
+
+    if chain.is_empty() {
+        return Err(match target {
+            Target::Latest => RestoreError::NoBackups {
+                replica: replica.to_string(),
+            },
+            Target::TxId(t) => RestoreError::TxNotAvailable {
+                target: *t,
+                available: coverage(files),
+            },
+            Target::Timestamp(ts) => RestoreError::TimestampNotAvailable { timestamp: *ts },
+        });
+    }
+    match target {
+        Target::TxId(t) if current != *t => {
+            return Err(RestoreError::TxNotAvailable {
+                target: *t,
+                available: coverage(files),
+            });
+        }
+        Target::Latest => {
+            if let Some(after) = files
+                .iter()
+                .filter(|f| f.min_txid.0 > current.0.saturating_add(1))
+                .map(|f| f.min_txid)
+                .min()
+            {
+                return Err(RestoreError::NonContiguous {
+                    have: current,
+                    next: after,
+                });
+            }
+        }
+        _ => {}
+    }
+    Ok(chain)
+}
+
+/// `Greater` when `a` is the better next file: reaches further, then starts earlier, then sits at
+/// a higher level (fewer, bigger files), then is older.
+fn better(a: &LtxFileInfo, b: &LtxFileInfo) -> Ordering {
+    a.max_txid
+        .cmp(&b.max_txid)
+        .then_with(|| b.min_txid.cmp(&a.min_txid))
+        .then_with(|| a.level.cmp(&b.level))
+        .then_with(|| b.created_at.cmp(&a.created_at))
+}
+
+/// The TXID ranges the listing covers, merged where files touch or overlap. Used in errors.
+pub fn coverage(files: &[LtxFileInfo]) -> Vec<(TxId, TxId)> {
+    let mut spans: Vec<(TxId, TxId)> = files
+        .iter()
+        .filter(|f| f.min_txid <= f.max_txid)
+        .map(|f| (f.min_txid, f.max_txid))
+        .collect();
+    spans.sort();
+    let mut out: Vec<(TxId, TxId)> = Vec::new();
+    for (min, max) in spans {
+        match out.last_mut() {
+            Some(last) if min.0 <= last.1 .0.saturating_add(1) => last.1 = last.1.max(max),
+            _ => out.push((min, max)),
+        }
+    }
+    out
+}
+
+/// The time the newest file of a chain was created, for reporting.
+pub fn chain_created_at(chain: &[LtxFileInfo]) -> Option<SystemTime> {
+    chain.iter().map(|f| f.created_at).max()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn f(level: u8, min: u64, max: u64) -> LtxFileInfo {
+        LtxFileInfo {
+            level,
+            min_txid: TxId(min),
+            max_txid: TxId(max),
+            size: 100,
+            created_at: UNIX_EPOCH + Duration::from_secs(1000 + max),
+        }
+    }
+
+    fn names(chain: &[LtxFileInfo]) -> Vec<(u8, u64, u64)> {
+        chain
+            .iter()
+            .map(|f| (f.level, f.min_txid.0, f.max_txid.0))
+            .collect()
+    }
+
+    /// The basic-4k fixture's listing (Litestream 0.5.17).
+    fn basic() -> Vec<LtxFileInfo> {
+        let mut v: Vec<LtxFileInfo> = (1..=9).map(|t| f(0, t, t)).collect();
+        v.extend([f(1, 1, 1), f(1, 2, 2), f(1, 3, 8), f(1, 9, 9)]);
+        v.extend([f(2, 1, 8), f(2, 9, 9)]);
+        v.extend([f(9, 1, 1), f(9, 1, 8), f(9, 1, 9)]);
+        v
+    }
+
+    #[test]
+    fn plan_latest_takes_newest_snapshot_only() {
+        let chain = plan(&basic(), &Target::Latest, "r").unwrap();
+        assert_eq!(names(&chain), vec![(9, 1, 9)]);
+    }
+
+    #[test]
+    fn plan_txid_matches_litestream_dry_run() {
+        // `litestream restore -dry-run -txid 5` on basic-4k: L9 1-1, L1 2-2, L0 3, L0 4, L0 5.
+        let chain = plan(&basic(), &Target::TxId(TxId(5)), "r").unwrap();
+        assert_eq!(
+            names(&chain),
+            vec![(9, 1, 1), (1, 2, 2), (0, 3, 3), (0, 4, 4), (0, 5, 5)]
+        );
+    }
+
+    #[test]
+    fn plan_txid_on_snapshot_stops_there() {
+        let chain = plan(&basic(), &Target::TxId(TxId(8)), "r").unwrap();
+        assert_eq!(names(&chain), vec![(9, 1, 8)]);
+    }
+
+    #[test]
+    fn plan_without_l0_uses_higher_levels() {
+        let files: Vec<_> = basic()
+            .into_iter()
+            .filter(|f| f.level != 0 && f.level != 9)
+            .collect();
+        let chain = plan(&files, &Target::Latest, "r").unwrap();
+        assert_eq!(names(&chain), vec![(2, 1, 8), (2, 9, 9)]);
+    }
+
+    #[test]
+    fn plan_without_snapshot_starts_at_txid_one() {
+        let files: Vec<_> = (1..=4).map(|t| f(0, t, t)).collect();
+        let chain = plan(&files, &Target::TxId(TxId(3)), "r").unwrap();
+        assert_eq!(names(&chain), vec![(0, 1, 1), (0, 2, 2), (0, 3, 3)]);
+    }
+
+    #[test]
+    fn plan_txid_between_boundaries_is_not_available() {
+        let files = vec![f(9, 1, 2), f(1, 3, 8)];
+        let err = plan(&files, &Target::TxId(TxId(5)), "r").unwrap_err();
+        match &err {
+            RestoreError::TxNotAvailable { target, available } => {
+                assert_eq!(*target, TxId(5));
+                assert_eq!(available, &vec![(TxId(1), TxId(8))]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("tx not available"), "{msg}");
+        assert!(msg.contains("0000000000000001-0000000000000008"), "{msg}");
+    }
+
+    #[test]
+    fn plan_txid_beyond_end_is_not_available() {
+        let err = plan(&basic(), &Target::TxId(TxId(0x10)), "r").unwrap_err();
+        assert!(
+            matches!(err, RestoreError::TxNotAvailable { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn plan_empty_listing_is_no_backups() {
+        let err = plan(&[], &Target::Latest, "file:///x").unwrap_err();
+        assert!(matches!(err, RestoreError::NoBackups { .. }), "{err:?}");
+        assert!(err.to_string().contains("file:///x"));
+    }
+
+    #[test]
+    fn plan_without_start_at_one_is_no_backups() {
+        let files = vec![f(0, 5, 5), f(0, 6, 6)];
+        assert!(matches!(
+            plan(&files, &Target::Latest, "r"),
+            Err(RestoreError::NoBackups { .. })
+        ));
+    }
+
+    #[test]
+    fn plan_latest_with_gap_is_an_error() {
+        let files = vec![f(0, 1, 1), f(0, 2, 2), f(0, 4, 4)];
+        let err = plan(&files, &Target::Latest, "r").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RestoreError::NonContiguous {
+                    have: TxId(2),
+                    next: TxId(4)
+                }
+            ),
+            "{err:?}"
+        );
+        // A TXID before the gap is still restorable.
+        let chain = plan(&files, &Target::TxId(TxId(2)), "r").unwrap();
+        assert_eq!(names(&chain), vec![(0, 1, 1), (0, 2, 2)]);
+    }
+
+    #[test]
+    fn plan_timestamp_takes_files_created_strictly_before() {
+        let files = basic();
+        // created_at = 1000 + max: files up to TXID 5 are strictly before 1006.
+        let ts = UNIX_EPOCH + Duration::from_secs(1006);
+        let chain = plan(&files, &Target::Timestamp(ts), "r").unwrap();
+        assert_eq!(chain.last().unwrap().max_txid, TxId(5));
+        let early = UNIX_EPOCH + Duration::from_secs(1001);
+        assert!(matches!(
+            plan(&files, &Target::Timestamp(early), "r"),
+            Err(RestoreError::TimestampNotAvailable { .. })
+        ));
+    }
+
+    #[test]
+    fn plan_full_file_at_level_replaces_older_snapshot() {
+        // Snapshot 1-5, then an L2 file 1-8 (also a full database) and L0 9.
+        let files = vec![f(9, 1, 5), f(2, 1, 8), f(0, 9, 9)];
+        let chain = plan(&files, &Target::Latest, "r").unwrap();
+        assert_eq!(names(&chain), vec![(2, 1, 8), (0, 9, 9)]);
+    }
+
+    #[test]
+    fn plan_overlapping_file_aligned_to_chain_drops_covered_files() {
+        // Chain 1-1, 2-2, 3-3 then L1 2-6 starts right after 1-1 and covers 2-2, 3-3.
+        let files = vec![f(0, 1, 1), f(0, 2, 2), f(0, 3, 3), f(1, 2, 6)];
+        let chain = plan(&files, &Target::TxId(TxId(6)), "r").unwrap();
+        assert_eq!(names(&chain), vec![(0, 1, 1), (1, 2, 6)]);
+    }
+
+    #[test]
+    fn plan_skips_partially_overlapping_file() {
+        // 1-4 at L1 and 3-6 at L2 overlap without a shared boundary; L0 5, 6 complete the chain.
+        let files = vec![f(1, 1, 4), f(2, 3, 6), f(0, 5, 5), f(0, 6, 6)];
+        let chain = plan(&files, &Target::Latest, "r").unwrap();
+        assert_eq!(names(&chain), vec![(1, 1, 4), (0, 5, 5), (0, 6, 6)]);
+        for w in chain.windows(2) {
+            assert_eq!(w[0].max_txid.0 + 1, w[1].min_txid.0);
+        }
+    }
+
+    #[test]
+    fn plan_prefers_higher_level_on_tie() {
+        let files = vec![f(0, 1, 1), f(0, 2, 2), f(1, 2, 2)];
+        let chain = plan(&files, &Target::Latest, "r").unwrap();
+        assert_eq!(names(&chain), vec![(0, 1, 1), (1, 2, 2)]);
+    }
+
+    #[test]
+    fn coverage_merges_touching_ranges() {
+        let files = vec![f(0, 1, 1), f(0, 2, 2), f(1, 1, 2), f(0, 5, 6)];
+        assert_eq!(
+            coverage(&files),
+            vec![(TxId(1), TxId(2)), (TxId(5), TxId(6))]
+        );
+    }
+}
