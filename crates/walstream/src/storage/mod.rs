@@ -12,6 +12,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use ltx::TxId;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod contract;
 pub mod file;
 
 /// The snapshot level.
@@ -93,7 +95,9 @@ impl StorageError {
             StorageError::Transient { .. } => true,
             StorageError::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
             ),
             _ => false,
         }
@@ -123,7 +127,13 @@ pub trait ReplicaStore: Send + Sync + std::fmt::Debug {
     /// Files of one level, sorted by MinTXID.
     async fn ltx_files(&self, level: u8) -> Result<Vec<LtxFileInfo>, StorageError>;
     /// Streams a file's bytes from `offset`.
-    async fn open_ltx_file(&self, level: u8, min: TxId, max: TxId, offset: u64) -> Result<ByteStream, StorageError>;
+    async fn open_ltx_file(
+        &self,
+        level: u8,
+        min: TxId,
+        max: TxId,
+        offset: u64,
+    ) -> Result<ByteStream, StorageError>;
     /// Stores the local file `src` as the given LTX file, recording `created_at` as its timestamp.
     async fn write_ltx_file(
         &self,
@@ -142,7 +152,186 @@ pub type DynStore = Arc<dyn ReplicaStore>;
 
 /// Parses a replica URL or plain path into a store. A plain path (or `file://`) is a file replica.
 /// Unknown schemes are an error naming the scheme.
+///
+/// Anything not starting with `<word>://` is a path, used as given (relative paths stay
+/// relative). A `file://` URL maps to a path the way Litestream 0.5 does it (Go's `url.Parse`,
+/// then `path.Clean` of the URL without scheme and query): `file:///var/backup` is
+/// `/var/backup`, and a host becomes the first path component, so `file://./backup` is
+/// `/backup` and `file://localhost/x` is `/localhost/x`. Percent escapes are not decoded.
 pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
-    let _ = url;
-    todo!()
+    let Some((scheme, rest)) = split_scheme(url) else {
+        if url.is_empty() {
+            return Err(StorageError::Permanent {
+                backend: "file",
+                key: String::new(),
+                message: "replica path required".to_string(),
+            });
+        }
+        return Ok(Arc::new(file::FileStore::new(url)));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let backend: &'static str = match scheme.as_str() {
+        "file" => {
+            let path = file_url_path(rest);
+            if path.is_empty() {
+                return Err(StorageError::Permanent {
+                    backend: "file",
+                    key: redact_url(url),
+                    message: "file replica path required".to_string(),
+                });
+            }
+            return Ok(Arc::new(file::FileStore::new(path)));
+        }
+        "s3" => "s3",
+        "gs" => "gs",
+        "abs" => "abs",
+        "sftp" => "sftp",
+        "webdav" | "webdavs" => "webdav",
+        "nats" => "nats",
+        "oss" => "oss",
+        _ => {
+            return Err(StorageError::Permanent {
+                backend: "url",
+                key: redact_url(url),
+                message: format!("unsupported replica URL scheme {scheme:?}"),
+            })
+        }
+    };
+    Err(StorageError::Permanent {
+        backend,
+        key: redact_url(url),
+        message: format!("replica URL scheme {scheme:?} is not supported yet"),
+    })
+}
+
+/// Splits `scheme://rest` when `url` starts with `\w+://`, the test Litestream uses to tell a
+/// URL from a path.
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let word = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    word.then_some((scheme, rest))
+}
+
+/// The path of a `file://` URL (`rest` follows `://`), as Litestream derives it.
+fn file_url_path(rest: &str) -> String {
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.is_empty() && path.is_empty() {
+        return String::new();
+    }
+    // Go prints `//host/path` once the scheme is cleared, and path.Clean folds the slashes.
+    clean_abs(&format!("/{authority}{path}"))
+}
+
+/// Go's `path.Clean` for an absolute slash path.
+fn clean_abs(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The URL without user info or query, which may hold credentials.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn root_of(url: &str) -> String {
+        open_url(url)
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+            .describe()
+    }
+
+    #[test]
+    fn open_url_paths_and_file_urls_are_file_stores() {
+        assert_eq!(root_of("/var/backup"), "file:///var/backup");
+        assert_eq!(root_of("backup/db"), "backup/db");
+        assert_eq!(root_of("./backup"), "./backup");
+        assert_eq!(root_of("file:///var/backup"), "file:///var/backup");
+        assert_eq!(root_of("FILE:///var/backup/"), "file:///var/backup");
+        assert_eq!(root_of("file:///a/../b/./c//d"), "file:///b/c/d");
+        assert_eq!(root_of("file:///var/backup?x=1#frag"), "file:///var/backup");
+        // Litestream's reading of a host: it becomes the first path component.
+        assert_eq!(root_of("file://./backup"), "file:///backup");
+        assert_eq!(root_of("file://localhost/tmp/x"), "file:///localhost/tmp/x");
+        assert_eq!(root_of("file://backup"), "file:///backup");
+        assert_eq!(open_url("/x").unwrap().kind(), "file");
+    }
+
+    #[test]
+    fn open_url_empty_path_is_error() {
+        for url in ["", "file://", "file://?a=b"] {
+            let err = open_url(url)
+                .err()
+                .unwrap_or_else(|| panic!("{url:?} accepted"));
+            assert!(err.to_string().contains("path required"), "{url:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn open_url_cloud_schemes_not_supported_yet() {
+        for (url, scheme) in [
+            ("s3://bucket/path", "s3"),
+            ("gs://bucket/path", "gs"),
+            ("abs://account@container/path", "abs"),
+            ("sftp://user:hunter2@host:22/path", "sftp"),
+            ("webdavs://host/path", "webdavs"),
+            ("nats://host/bucket", "nats"),
+        ] {
+            let err = open_url(url)
+                .err()
+                .unwrap_or_else(|| panic!("{url} accepted"));
+            let msg = err.to_string();
+            assert!(
+                matches!(err, StorageError::Permanent { .. }) && !err.is_retryable(),
+                "{url}: {msg}"
+            );
+            assert!(
+                msg.contains("not supported yet") && msg.contains(scheme),
+                "{url}: {msg}"
+            );
+            assert!(
+                !msg.contains("hunter2") && !msg.contains("user:"),
+                "{url}: secret in {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn open_url_unknown_scheme_names_it() {
+        let err = open_url("ftp://user:pw@host/x?token=abc").err().unwrap();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"ftp\"") && msg.contains("unsupported"),
+            "{msg}"
+        );
+        assert!(!msg.contains("pw") && !msg.contains("token"), "{msg}");
+    }
 }
