@@ -153,8 +153,9 @@ pub type DynStore = Arc<dyn ReplicaStore>;
 /// Parses a replica URL or plain path into a store. A plain path (or `file://`) is a file replica.
 /// Unknown schemes are an error naming the scheme.
 ///
-/// Anything not starting with `<word>://` is a path, used as given (relative paths stay
-/// relative). A `file://` URL maps to a path the way Litestream 0.5 does it (Go's `url.Parse`,
+/// Anything not starting with `<word>://` is a path. As in Litestream, a leading `~` is the home
+/// directory and the path is made absolute (lexically, against the current directory), so the
+/// store does not move if the process changes directory. A `file://` URL maps to a path the way Litestream 0.5 does it (Go's `url.Parse`,
 /// then `path.Clean` of the URL without scheme and query): `file:///var/backup` is
 /// `/var/backup`, and a host becomes the first path component, so `file://./backup` is
 /// `/backup` and `file://localhost/x` is `/localhost/x`. Percent escapes are not decoded.
@@ -167,7 +168,7 @@ pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
                 message: "replica path required".to_string(),
             });
         }
-        return Ok(Arc::new(file::FileStore::new(url)));
+        return Ok(Arc::new(file::FileStore::new(absolute_path(url)?)));
     };
     let scheme = scheme.to_ascii_lowercase();
     let backend: &'static str = match scheme.as_str() {
@@ -202,6 +203,44 @@ pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
         key: redact_url(url),
         message: format!("replica URL scheme {scheme:?} is not supported yet"),
     })
+}
+
+/// `~` expanded from `$HOME`, then made absolute and cleaned lexically (`.` and `..` folded), as
+/// Go's `filepath.Abs` does.
+fn absolute_path(p: &str) -> Result<PathBuf, StorageError> {
+    let fail = |message: String| StorageError::Permanent {
+        backend: "file",
+        key: p.to_string(),
+        message,
+    };
+    let expanded = match p.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| fail("cannot expand ~: HOME is not set".to_string()))?;
+            PathBuf::from(home).join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(p),
+    };
+    let abs = std::path::absolute(&expanded).map_err(|e| StorageError::Io {
+        backend: "file",
+        path: expanded,
+        source: e,
+    })?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                // At the root, `..` stays the root.
+                if out.parent().is_some() {
+                    out.pop();
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// Splits `scheme://rest` when `url` starts with `\w+://`, the test Litestream uses to tell a
@@ -272,8 +311,28 @@ mod tests {
     #[test]
     fn open_url_paths_and_file_urls_are_file_stores() {
         assert_eq!(root_of("/var/backup"), "file:///var/backup");
-        assert_eq!(root_of("backup/db"), "backup/db");
-        assert_eq!(root_of("./backup"), "./backup");
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            root_of("backup/db"),
+            format!("file://{}", cwd.join("backup/db").display())
+        );
+        assert_eq!(
+            root_of("./backup"),
+            format!("file://{}", cwd.join("backup").display())
+        );
+        assert_eq!(root_of("/a/./b/../c"), "file:///a/c");
+        assert_eq!(root_of("/.."), "file:///");
+        if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            let home = PathBuf::from(home);
+            assert_eq!(
+                root_of("~/bk"),
+                format!("file://{}", home.join("bk").display())
+            );
+        }
+        assert_eq!(
+            root_of("~user/bk"),
+            format!("file://{}", cwd.join("~user/bk").display())
+        );
         assert_eq!(root_of("file:///var/backup"), "file:///var/backup");
         assert_eq!(root_of("FILE:///var/backup/"), "file:///var/backup");
         assert_eq!(root_of("file:///a/../b/./c//d"), "file:///b/c/d");
