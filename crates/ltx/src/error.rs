@@ -34,4 +34,22 @@ pub enum Error {
     /// Text that is not a hex TXID.
     #[error("invalid TXID {0:?}: expected hex")]
     InvalidTxId(String),
+    /// The caller passed something this API cannot take, e.g. a page buffer of the wrong size.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// True when the data itself is bad (bad magic, invalid header, corrupt frame or index,
+    /// checksum mismatch, truncation): reading the same bytes again will fail again.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            Error::BadMagic
+                | Error::InvalidHeader(_)
+                | Error::Corrupt(_)
+                | Error::ChecksumMismatch { .. }
+                | Error::Truncated(_)
+        )
+    }
 }

@@ -17,8 +17,9 @@
 //! This crate does no async and no I/O beyond `std::io` traits.
 //!
 //! ```
-//! use ltx::{Encoder, Decoder, Header, TxId};
-//! let header = Header::new(4096, 1, TxId(1), TxId(1), 0);
+//! use ltx::{Encoder, Decoder, Header, TxId, FLAG_NO_CHECKSUM};
+//! // NoChecksum, as Litestream writes: the pre- and post-apply checksums are then 0.
+//! let header = Header { flags: FLAG_NO_CHECKSUM, ..Header::new(4096, 1, TxId(1), TxId(1), 0) };
 //! let mut enc = Encoder::new(Vec::new(), &header).unwrap();
 //! enc.write_page(1, &[0u8; 4096]).unwrap();
 //! let (bytes, _trailer) = enc.finish(0).unwrap();
@@ -37,13 +38,19 @@ mod encoder;
 mod error;
 mod header;
 mod index;
+mod legacy;
 
 pub use compactor::Compactor;
 pub use decoder::Decoder;
 pub use encoder::Encoder;
 pub use error::Error;
-pub use header::{lock_pgno, Header, Trailer, FLAG_NO_CHECKSUM, HEADER_SIZE, MAGIC, PAGE_HEADER_SIZE, TRAILER_SIZE};
-pub use index::{read_page_index, PageIndexElem};
+pub use header::{
+    is_valid_page_size, lock_pgno, Header, Trailer, FLAG_NO_CHECKSUM, HEADER_SIZE, MAGIC,
+    MAX_PAGE_SIZE, MIN_PAGE_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE,
+};
+pub use index::{
+    page_index_tail_len, read_page_index, PageIndexElem, DEFAULT_TAIL_SIZE, PAGE_INDEX_LEN_SIZE,
+};
 
 /// A transaction ID: Litestream counts one per sync, not one per SQLite transaction.
 /// Displayed as 16 lowercase hex digits, as in file names.
@@ -60,7 +67,9 @@ impl std::str::FromStr for TxId {
     type Err = Error;
     /// Parses hex, with or without leading zeros (as `-txid` accepts).
     fn from_str(s: &str) -> Result<Self, Error> {
-        u64::from_str_radix(s, 16).map(TxId).map_err(|_| Error::InvalidTxId(s.to_string()))
+        u64::from_str_radix(s, 16)
+            .map(TxId)
+            .map_err(|_| Error::InvalidTxId(s.to_string()))
     }
 }
 
