@@ -488,3 +488,124 @@ fn replicate_survives_repeated_kill9() {
         txids.len()
     );
 }
+
+fn max_txid_all_levels(replica: &Path) -> u64 {
+    let mut max = 0;
+    for level in 0..=9 {
+        if let Ok(rd) = std::fs::read_dir(replica.join("ltx").join(level.to_string())) {
+            for e in rd.flatten() {
+                if let Some((_, m)) = ltx::parse_file_name(&e.file_name().to_string_lossy()) {
+                    max = max.max(m.0);
+                }
+            }
+        }
+    }
+    max
+}
+
+fn write_rows(db: &Path, tag: &str, n: usize) {
+    let c = app_conn(db);
+    for i in 0..n {
+        c.execute(
+            "INSERT INTO t(v) VALUES (?1)",
+            [format!("{tag}-{i}-{}", "z".repeat(i % 500))],
+        )
+        .unwrap();
+        if i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn stop_litestream(mut child: Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = child.wait().unwrap();
+    assert!(
+        st.success() || st.code().is_none(),
+        "litestream exited with {st}"
+    );
+}
+
+/// Both restores (walstream's and Litestream's) equal the source; returns the replica's TXID.
+fn check_both_restore(dir: &Path, db: &Path, replica: &Path, phase: &str) -> u64 {
+    let want = logical_digest(db);
+    let a = dir.join(format!("{phase}-walstream.db"));
+    let b = dir.join(format!("{phase}-litestream.db"));
+    restore(replica, &a, None);
+    litestream_restore(replica, &b);
+    assert_eq!(integrity(&a), "ok", "{phase}");
+    assert_eq!(
+        logical_digest(&a),
+        want,
+        "{phase}: walstream restore differs from the source"
+    );
+    assert_eq!(
+        logical_digest(&b),
+        want,
+        "{phase}: Litestream restore differs from the source"
+    );
+    max_txid_all_levels(replica)
+}
+
+/// Litestream 0.5.17 replicates, then walstream takes over the same database and replica, then
+/// Litestream again. TXIDs only grow and every restore by either tool equals the source.
+#[test]
+fn switching_litestream_walstream_litestream() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let url = format!("file://{}", replica.display());
+    app_conn(&db)
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+
+    let ls = Command::new(litestream())
+        .arg("replicate")
+        .arg(&db)
+        .arg(&url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    write_rows(&db, "ls1", 300);
+    std::thread::sleep(Duration::from_millis(2500));
+    stop_litestream(ls);
+    let t1 = check_both_restore(dir.path(), &db, &replica, "litestream-1");
+
+    let log = dir.path().join("walstream.log");
+    let rep = Replicator::start(&db, &replica, &log);
+    write_rows(&db, "ws", 300);
+    std::thread::sleep(Duration::from_millis(500));
+    rep.stop();
+    let t2 = check_both_restore(dir.path(), &db, &replica, "walstream");
+    assert!(
+        t2 > t1,
+        "walstream did not continue the TXIDs: {t1:x} -> {t2:x}"
+    );
+    assert_eq!(
+        count_snapshots(&log),
+        0,
+        "walstream took a needless snapshot on takeover:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+
+    let ls = Command::new(litestream())
+        .arg("replicate")
+        .arg(&db)
+        .arg(&url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    write_rows(&db, "ls2", 300);
+    std::thread::sleep(Duration::from_millis(2500));
+    stop_litestream(ls);
+    let t3 = check_both_restore(dir.path(), &db, &replica, "litestream-2");
+    assert!(
+        t3 > t2,
+        "Litestream did not continue the TXIDs: {t2:x} -> {t3:x}"
+    );
+    eprintln!("switching: TXIDs {t1:x} (Litestream) -> {t2:x} (walstream) -> {t3:x} (Litestream)");
+}

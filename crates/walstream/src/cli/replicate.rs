@@ -273,8 +273,15 @@ fn db_loop(mut db: Db, tx: tokio::sync::watch::Sender<Option<TxId>>, stop: Arc<A
         let r = (|| -> Result<(), crate::db::DbError> {
             if changed || last_sync.elapsed() >= monitor {
                 last_sync = Instant::now();
-                if let Some(o) = db.sync()? {
-                    let _ = tx.send(Some(o.txid));
+                // A backlog over max-sync-wal-bytes comes out as several L0 files: keep going
+                // until a sync finds nothing new.
+                for _ in 0..10_000 {
+                    match db.sync()? {
+                        Some(o) => {
+                            let _ = tx.send(Some(o.txid));
+                        }
+                        None => break,
+                    }
                 }
                 db.maybe_checkpoint()?;
                 if let Some(t) = db.local_txid() {
