@@ -85,7 +85,7 @@ fn targets(args: &ReplicateArgs) -> anyhow::Result<Vec<Target>> {
         [one] => anyhow::bail!("must specify a replica URL after the database path {one:?}"),
         _ => {
             let Some(path) = find_config(args.config.as_deref()) else {
-                anyhow::bail!("no database specified: give DB_PATH REPLICA_URL or -config FILE (none found at $LITESTREAM_CONFIG, /etc/litestream.yml)");
+                return embedded_default();
             };
             let cfg = Config::load(&path)?;
             if cfg.dbs.is_empty() {
@@ -106,6 +106,29 @@ fn targets(args: &ReplicateArgs) -> anyhow::Result<Vec<Target>> {
                 .collect()
         }
     }
+}
+
+/// The embedded default, used when neither DB_PATH REPLICA_URL nor a config file is given:
+/// `./demo.db` (created with a small table if missing) replicated to the directory `./backup`.
+fn embedded_default() -> anyhow::Result<Vec<Target>> {
+    let db = PathBuf::from("demo.db");
+    if !db.exists() {
+        let c =
+            rusqlite::Connection::open(&db).with_context(|| format!("create {}", db.display()))?;
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE IF NOT EXISTS notes(id INTEGER PRIMARY KEY, body TEXT NOT NULL, at TEXT DEFAULT CURRENT_TIMESTAMP);
+             INSERT INTO notes(body) VALUES ('hello from walstream'), ('edit demo.db and watch ./backup');",
+        )
+        .with_context(|| format!("create demo database {}", db.display()))?;
+        info!("created the demo database demo.db");
+    }
+    info!("no DB_PATH/REPLICA_URL and no config file found: using the embedded default, demo.db -> ./backup");
+    Ok(vec![Target {
+        db,
+        url: "backup".into(),
+        opts: DbOptions::default(),
+    }])
 }
 
 /// Runs replication until SIGINT/SIGTERM (or once, or until the -exec child exits).
