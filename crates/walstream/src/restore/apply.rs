@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use ltx::checksum::{page_checksum, DbChecksum};
 use ltx::{Compactor, Decoder, TxId};
 use tokio::io::AsyncWriteExt;
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{debug, info_span, Instrument};
 
 use super::{
     describe_chain, sidecars, tmp_path, FileRef, IntegrityCheck, RestoreError, RestoreOptions,
@@ -82,7 +82,7 @@ pub async fn apply(
             .await
             .map_err(|e| RestoreError::io(&opts.output, std::io::Error::other(e)))??;
         drop(downloads);
-        info!(files = chain.len(), page_size, commit, "restored");
+        debug!(files = chain.len(), page_size, commit, "restored");
         Ok(RestoreSummary {
             txid,
             page_size,
@@ -248,8 +248,9 @@ impl ApplyJob {
         Ok(dec)
     }
 
-    /// After the compactor failed: decodes each file on its own to find the one at fault.
-    fn diagnose(&self, source: ltx::Error) -> RestoreError {
+    /// After the merge failed with `err`: decodes each file on its own to find one at fault, and
+    /// reports that file instead; otherwise `err`.
+    fn diagnose(&self, err: RestoreError) -> RestoreError {
         let mut buf = Vec::new();
         for i in 0..self.paths.len() {
             let result = self.open(i).and_then(|mut dec| {
@@ -267,14 +268,27 @@ impl ApplyJob {
                 return e;
             }
         }
-        RestoreError::Compaction {
+        err
+    }
+
+    fn compaction_error(&self, source: ltx::Error) -> RestoreError {
+        self.diagnose(RestoreError::Compaction {
             chain: describe_chain(&self.chain),
             txid: self.txid(),
             source,
-        }
+        })
     }
 
     fn run(self) -> Result<(u32, u32), RestoreError> {
+        match self.write() {
+            Err(
+                e @ (RestoreError::MissingPage { .. } | RestoreError::DbChecksumMismatch { .. }),
+            ) => Err(self.diagnose(e)),
+            other => other,
+        }
+    }
+
+    fn write(&self) -> Result<(u32, u32), RestoreError> {
         let txid = self.txid();
         let mut decoders = Vec::with_capacity(self.paths.len());
         for i in 0..self.paths.len() {
@@ -292,7 +306,7 @@ impl ApplyJob {
                 });
             }
         }
-        let mut compactor = Compactor::new(decoders).map_err(|e| self.diagnose(e))?;
+        let mut compactor = Compactor::new(decoders).map_err(|e| self.compaction_error(e))?;
         let header = compactor.header().clone();
         if !header.is_snapshot() {
             return Err(RestoreError::BadFile {
@@ -323,7 +337,7 @@ impl ApplyJob {
 
         while let Some(pgno) = compactor
             .next_page(&mut buf)
-            .map_err(|e| self.diagnose(e))?
+            .map_err(|e| self.compaction_error(e))?
         {
             self.check_cancel()?;
             if pgno == lock {
@@ -350,7 +364,7 @@ impl ApplyJob {
         if expected <= commit {
             return Err(missing(expected));
         }
-        let trailer = compactor.finish().map_err(|e| self.diagnose(e))?;
+        let trailer = compactor.finish().map_err(|e| self.compaction_error(e))?;
         if verify_checksum && checksum.value() != trailer.post_apply_checksum {
             return Err(RestoreError::DbChecksumMismatch {
                 txid,
