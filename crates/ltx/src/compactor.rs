@@ -129,12 +129,33 @@ impl<R: Read> Compactor<R> {
         }
     }
     /// Finishes every input (verifying each file checksum) and returns the last input's trailer.
+    ///
+    /// When two neighbouring inputs both track checksums (no NoChecksum), the later one's
+    /// pre-apply checksum must equal the earlier one's post-apply checksum.
     pub fn finish(self) -> Result<Trailer> {
-        let mut last = Trailer::default();
+        let mut last: Option<(Header, Trailer)> = None;
         for dec in self.inputs {
-            last = dec.finish()?;
+            let header = dec.header().clone();
+            let trailer = dec.finish()?;
+            if let Some((prev_h, prev_t)) = &last {
+                if !prev_h.no_checksum()
+                    && !header.no_checksum()
+                    && prev_t.post_apply_checksum != header.pre_apply_checksum
+                {
+                    return Err(Error::Compaction(format!(
+                        "checksum chain broken: {}-{} ends at {:016x}, {}-{} starts from {:016x}",
+                        prev_h.min_txid,
+                        prev_h.max_txid,
+                        prev_t.post_apply_checksum,
+                        header.min_txid,
+                        header.max_txid,
+                        header.pre_apply_checksum
+                    )));
+                }
+            }
+            last = Some((header, trailer));
         }
-        Ok(last)
+        Ok(last.map(|(_, t)| t).unwrap_or_default())
     }
     /// Writes all merged pages as one LTX file with `header` (usually [`Compactor::header`],
     /// possibly with a changed timestamp), then finishes.
@@ -317,6 +338,39 @@ mod tests {
         assert_eq!(h.pre_apply_checksum, 0);
         let (_, t) = c.write_ltx(&h, Vec::new()).unwrap();
         assert_eq!(t.post_apply_checksum, 0);
+    }
+
+    #[test]
+    fn compactor_finish_rejects_broken_checksum_chain() {
+        let files = [
+            file(
+                2,
+                3,
+                4,
+                &[(1, 1)],
+                0,
+                CHECKSUM_FLAG | 11,
+                CHECKSUM_FLAG | 12,
+                5000,
+            ),
+            file(
+                4,
+                6,
+                9,
+                &[(9, 2)],
+                0,
+                CHECKSUM_FLAG | 99,
+                CHECKSUM_FLAG | 13,
+                7000,
+            ),
+        ];
+        let c = compactor(&files).unwrap();
+        let h = c.header().clone();
+        let r = c.write_ltx(&h, Vec::new());
+        assert!(
+            matches!(r, Err(Error::Compaction(ref m)) if m.contains("chain")),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use std::io::{BufReader, Read};
 
-use crate::checksum::{CHECKSUM_FLAG, CRC64_TABLE};
+use crate::checksum::{page_checksum, DbChecksum, CHECKSUM_FLAG, CRC64_TABLE};
 use crate::header::PAGE_FLAG_SIZE;
 use crate::index::{elem_from_raw, IndexChecker, PageIndexElem};
 use crate::{
@@ -54,6 +54,8 @@ pub struct Decoder<R: Read> {
     end_offset: u64,
     /// Digest of (pgno, offset, size) of every frame read, compared with the index at finish.
     frames: crc::Digest<'static, u64>,
+    /// Database checksum of the pages read, kept only for snapshots that track checksums.
+    db_sum: Option<DbChecksum>,
     comp: Vec<u8>,
 }
 
@@ -61,12 +63,13 @@ impl<R: Read> Decoder<R> {
     /// Reads and validates the header.
     pub fn new(r: R) -> Result<Self> {
         let mut r = Counting {
-            inner: BufReader::with_capacity(64 * 1024, r),
+            inner: BufReader::with_capacity(16 * 1024, r),
             n: 0,
         };
         let mut b = [0u8; HEADER_SIZE];
         read_exact(&mut r, &mut b, || "header".to_string())?;
         let header = Header::from_bytes(&b)?;
+        let db_sum = (header.is_snapshot() && !header.no_checksum()).then(DbChecksum::new);
         let mut hash = CRC64_TABLE.digest();
         hash.update(&b);
         Ok(Decoder {
@@ -78,6 +81,7 @@ impl<R: Read> Decoder<R> {
             pages: 0,
             end_offset: 0,
             frames: CRC64_TABLE.digest(),
+            db_sum,
             comp: Vec::new(),
         })
     }
@@ -180,6 +184,9 @@ impl<R: Read> Decoder<R> {
             crate::legacy::read_lz4_frame(&mut self.r, buf, &mut self.comp, &what)?;
         }
         self.hash.update(buf);
+        if let Some(sum) = self.db_sum.as_mut() {
+            sum.add(page_checksum(pgno, buf));
+        }
         let size = self.r.n - offset;
         self.frames.update(&frame_record(pgno, offset, size));
         self.prev_pgno = pgno;
@@ -193,6 +200,8 @@ impl<R: Read> Decoder<R> {
     /// Also checks that the page index lists exactly the frames read (pgno, offset, size), that
     /// a snapshot holds every page up to its commit (the lock page excepted), that the trailer's
     /// checksums are well-formed for the header's flags, and that nothing follows the trailer.
+    /// For a snapshot without NoChecksum, the post-apply checksum must equal the database
+    /// checksum of its pages.
     pub fn finish(mut self) -> Result<Trailer> {
         if self.state == State::Pages {
             let mut scratch = vec![0u8; self.header.page_size as usize];
@@ -256,6 +265,17 @@ impl<R: Read> Decoder<R> {
             });
         }
         trailer.validate(&self.header)?;
+        if let Some(sum) = self.db_sum {
+            // A snapshot holds the whole database, so its post-apply checksum can be checked
+            // (Litestream 0.5.17 does the same when restoring).
+            if sum.value() != trailer.post_apply_checksum {
+                return Err(Error::Corrupt(format!(
+                    "snapshot post-apply checksum {:016x} does not match its pages' {:016x}",
+                    trailer.post_apply_checksum,
+                    sum.value()
+                )));
+            }
+        }
 
         if self.header.is_snapshot() {
             let commit = self.header.commit;
@@ -665,6 +685,58 @@ mod tests {
             block_frame(3, page(3)),
         ];
         assert!(decode_all(&build(&header(3, 1), &frames, None)).is_ok());
+    }
+
+    #[test]
+    fn decoder_checks_post_apply_checksum_of_tracked_snapshot() {
+        let h = Header::new(PS, 2, TxId(1), TxId(3), 0); // checksums tracked
+        let mut sum = DbChecksum::new();
+        sum.add(page_checksum(1, &page(1)));
+        sum.add(page_checksum(2, &page(2)));
+        for (post, ok) in [(sum.value(), true), (sum.value() ^ 1, false)] {
+            let mut enc = Encoder::new(Vec::new(), &h).unwrap();
+            enc.write_page(1, &page(1)).unwrap();
+            enc.write_page(2, &page(2)).unwrap();
+            let (file, _) = enc.finish(post).unwrap();
+            let r = decode_all(&file);
+            assert_eq!(r.is_ok(), ok, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn decoder_random_garbage_never_panics() {
+        let valid = build(
+            &header(9, 2),
+            &[
+                block_frame(2, page(2)),
+                legacy_frame(3, page(3), FrameInfo::new()),
+            ],
+            None,
+        );
+        let mut x = 0x9E37_79B9u32;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for _ in 0..3000 {
+            // A valid header, then either random bytes or the valid body with random bytes
+            // overwritten (sizes, flags and pgnos included).
+            let mut b = valid.clone();
+            if rnd() % 2 == 0 {
+                b.truncate(HEADER_SIZE + (rnd() % 2000) as usize);
+                for v in b[HEADER_SIZE..].iter_mut() {
+                    *v = rnd() as u8;
+                }
+            } else {
+                for _ in 0..1 + rnd() % 8 {
+                    let at = HEADER_SIZE + (rnd() as usize % (b.len() - HEADER_SIZE));
+                    b[at] = rnd() as u8;
+                }
+            }
+            let _ = decode_all(&b);
+        }
     }
 
     #[test]

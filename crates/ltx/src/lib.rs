@@ -16,6 +16,14 @@
 //!
 //! This crate does no async and no I/O beyond `std::io` traits.
 //!
+//! Compatibility notes (checked against Litestream 0.5.17):
+//! - Write [`FLAG_NO_CHECKSUM`] with zero pre- and post-apply checksums, as Litestream does.
+//!   Litestream 0.5.17 cannot restore files that carry real database checksums: its restore
+//!   compactor copies the non-zero post-apply checksum into NoChecksum output and fails.
+//! - Page data is compressed with `lz4_flex`, not Go's `pierrec/lz4`: files are valid and decode
+//!   to the same pages, but are not byte-identical to Litestream's, and their file checksums
+//!   differ because the checksum covers the compressed-size prefix.
+//!
 //! ```
 //! use ltx::{Encoder, Decoder, Header, TxId, FLAG_NO_CHECKSUM};
 //! // NoChecksum, as Litestream writes: the pre- and post-apply checksums are then 0.

@@ -178,7 +178,8 @@ fn fixtures_page_index_from_tail_matches_frames() {
 /// to agree the file checksum must agree as well.
 #[test]
 fn fixtures_reencode_decodes_identically() {
-    let (mut identical, mut total) = (0, 0);
+    let (mut identical, mut total, mut same_sizes) = (0, 0, 0);
+    let (mut theirs, mut ours, mut frames, mut same_frames) = (0usize, 0usize, 0usize, 0usize);
     for case in CASES {
         for (level, min, max, bytes) in files(case) {
             let d = decode(&bytes).unwrap();
@@ -201,12 +202,27 @@ fn fixtures_reencode_decodes_identically() {
                 d.trailer.post_apply_checksum
             );
             let sizes = |b: &[u8]| walk_frames(b).into_iter().map(|f| f.3).collect::<Vec<_>>();
+            theirs += bytes.len();
+            ours += out.len();
+            for (a, b) in walk_frames(&bytes).iter().zip(walk_frames(&out)) {
+                frames += 1;
+                let (ra, rb) = (
+                    a.2 as usize..(a.2 + a.3) as usize,
+                    b.2 as usize..(b.2 + b.3) as usize,
+                );
+                same_frames +=
+                    usize::from(bytes[ra.start + 4..ra.end] == out[rb.start + 4..rb.end]);
+            }
             if sizes(&out) == sizes(&bytes) {
+                same_sizes += 1;
                 assert_eq!(trailer.file_checksum, d.trailer.file_checksum);
             }
         }
     }
-    eprintln!("re-encoding: {identical} of {total} fixture files byte-identical");
+    eprintln!(
+        "re-encoding: {identical} of {total} fixture files byte-identical, {same_sizes} with equal frame sizes; \
+         {theirs} bytes from Litestream, {ours} from lz4_flex; {same_frames} of {frames} frames identical"
+    );
 }
 
 /// The file checksum formula, computed from scratch over the raw bytes (not through the
@@ -505,4 +521,103 @@ fn fixtures_compactor_corrupt_input_fails() {
         c.write_ltx(&h, Vec::new()),
         Err(Error::ChecksumMismatch { .. })
     ));
+}
+
+/// Rewrites a case's L0 chain the way a checksum-tracking writer would (NoChecksum clear,
+/// pre-apply = previous post-apply, post-apply = database checksum after the file; the first
+/// file is a snapshot with pre-apply 0). Returns the files and each file's post-apply checksum.
+fn with_real_checksums(case: &str) -> Vec<(Vec<u8>, u64)> {
+    let mut db: Vec<u8> = Vec::new();
+    let mut prev = 0u64;
+    let mut out = Vec::new();
+    for (level, _, _, bytes) in files(case) {
+        if level != 0 {
+            continue;
+        }
+        let d = decode(&bytes).unwrap();
+        let ps = d.header.page_size as usize;
+        db.resize(d.header.commit as usize * ps, 0);
+        for (pgno, page) in &d.pages {
+            let at = (*pgno as usize - 1) * ps;
+            db[at..at + ps].copy_from_slice(page);
+        }
+        let post = db_checksum(d.header.page_size, &db).value();
+        let header = Header {
+            flags: 0,
+            pre_apply_checksum: if d.header.is_snapshot() { 0 } else { prev },
+            ..d.header.clone()
+        };
+        let mut enc = Encoder::new(Vec::new(), &header).unwrap();
+        for (pgno, page) in &d.pages {
+            enc.write_page(*pgno, page).unwrap();
+        }
+        out.push((enc.finish(post).unwrap().0, post));
+        prev = post;
+    }
+    out
+}
+
+/// Files with real checksums decode (the snapshot's post-apply checksum is verified against its
+/// pages), chain through the compactor, and end at the manifest's database checksum.
+///
+/// Litestream 0.5.17 itself cannot restore such a replica (checked with the real binary, which
+/// this test does not need): its restore compactor writes NoChecksum output yet copies the last
+/// input's non-zero post-apply checksum, and fails with "validate trailer: post-apply checksum
+/// not allowed". Before that it does verify the first snapshot's post-apply checksum against
+/// its pages, with the same formula as `db_checksum`.
+#[test]
+fn fixtures_real_checksum_chain_compacts_to_manifest_checksum() {
+    for case in CASES {
+        let m = manifest(case);
+        let chain = with_real_checksums(case);
+        for (i, (bytes, post)) in chain.iter().enumerate() {
+            let d = decode(bytes).unwrap();
+            assert!(!d.header.no_checksum());
+            assert_eq!(d.trailer.post_apply_checksum, *post);
+            if i > 0 {
+                assert_eq!(d.header.pre_apply_checksum, chain[i - 1].1);
+            }
+        }
+        let decoders = chain
+            .iter()
+            .map(|(b, _)| Decoder::new(b.as_slice()).unwrap())
+            .collect();
+        let c = Compactor::new(decoders).unwrap();
+        let h = c.header().clone();
+        assert!(h.is_snapshot() && !h.no_checksum());
+        let (out, trailer) = c.write_ltx(&h, Vec::new()).unwrap();
+        let want = m["latest"]["db_checksum"].as_str().unwrap();
+        assert_eq!(
+            format!("{:016x}", trailer.post_apply_checksum),
+            want,
+            "{case}"
+        );
+        // The compacted snapshot passes the decoder's own snapshot checksum check.
+        decode(&out).unwrap();
+
+        // A broken link in the chain is caught.
+        if chain.len() >= 3 {
+            let mut broken: Vec<Vec<u8>> = chain.iter().map(|(b, _)| b.clone()).collect();
+            let d = decode(&broken[2]).unwrap();
+            let header = Header {
+                pre_apply_checksum: d.header.pre_apply_checksum ^ 1,
+                ..d.header
+            };
+            let mut enc = Encoder::new(Vec::new(), &header).unwrap();
+            for (pgno, page) in &d.pages {
+                enc.write_page(*pgno, page).unwrap();
+            }
+            broken[2] = enc.finish(d.trailer.post_apply_checksum).unwrap().0;
+            let decoders = broken
+                .iter()
+                .map(|b| Decoder::new(b.as_slice()).unwrap())
+                .collect();
+            let c = Compactor::new(decoders).unwrap();
+            let h = c.header().clone();
+            assert!(
+                matches!(c.write_ltx(&h, Vec::new()), Err(Error::Compaction(_))),
+                "{case}"
+            );
+        }
+    }
 }
