@@ -50,8 +50,6 @@ pub struct Decoder<R: Read> {
     state: State,
     prev_pgno: u32,
     pages: u64,
-    /// Offset of the end marker, once read.
-    end_offset: u64,
     /// Digest of (pgno, offset, size) of every frame read, compared with the index at finish.
     frames: crc::Digest<'static, u64>,
     /// Database checksum of the pages read, kept only for snapshots that track checksums.
@@ -79,7 +77,6 @@ impl<R: Read> Decoder<R> {
             state: State::Pages,
             prev_pgno: 0,
             pages: 0,
-            end_offset: 0,
             frames: CRC64_TABLE.digest(),
             db_sum,
             comp: Vec::new(),
@@ -134,7 +131,6 @@ impl<R: Read> Decoder<R> {
             if flags != 0 {
                 return Err(corrupt(format!("end marker has flags 0x{flags:04x}")));
             }
-            self.end_offset = offset;
             self.state = State::Index;
             return Ok(None);
         }

@@ -1,5 +1,5 @@
-//! Legacy page frames: superfly/ltx before v0.5.2 stored each page as a complete LZ4 *frame*
-//! (no size prefix, page flag 0). Litestream 0.5.0 and 0.5.1 wrote files like that.
+//! Legacy page frames: superfly/ltx up to v0.5.1 stored each page as a complete LZ4 *frame*
+//! (no size prefix, page flag 0), so files from early Litestream 0.5 releases look like that.
 
 use std::io::Read;
 
@@ -28,7 +28,7 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
-/// Reads one page stored as a complete LZ4 frame into `page`, consuming exactly the frame's
+/// Reads one page stored as a complete LZ4 frame into `buf`, consuming exactly the frame's
 /// bytes. `what` names the frame in errors.
 ///
 /// The frame is parsed here rather than by `lz4_flex::frame`, which would read past its end
@@ -37,12 +37,11 @@ impl<R: Read> Read for Counted<'_, R> {
 /// decompressed page. `comp` is scratch space.
 pub(crate) fn read_lz4_frame<R: Read>(
     r: &mut R,
-    page: &mut [u8],
+    buf: &mut [u8],
     comp: &mut Vec<u8>,
     what: &str,
 ) -> Result<()> {
     let mut r = Counted { inner: r, n: 0 };
-    let buf = page;
     let corrupt = |msg: String| Error::Corrupt(format!("{what}: {msg}"));
     let ctx = || what.to_string();
     let limit = max_frame_size(buf.len());
