@@ -70,7 +70,8 @@ const SHORT_FLAGS: &[(&str, bool)] = &[("o", true), ("f", false), ("h", false)];
 
 /// Rewrites Go-style arguments for clap: `-txid X` → `--txid X`, `-txid=X` → `--txid=X`,
 /// `--o X`/`-o=X` → `-o X`. The first element (the program name), values of flags, and
-/// everything after `--` are left alone; unknown flags too, so that clap reports them.
+/// everything after `--` are left alone. Unknown single-dash words become `--word`, so that clap
+/// reports them whole.
 pub fn rewrite_args<I, T>(args: I) -> Vec<OsString>
 where
     I: IntoIterator<Item = T>,
@@ -119,6 +120,12 @@ where
             } else {
                 value_next = *takes_value;
             }
+        } else if !s.starts_with("--")
+            && name.len() > 1
+            && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        {
+            // An unknown Go-style flag: clap reports `--bogus` rather than `-b`.
+            out.push(OsString::from(format!("-{s}")));
         } else {
             out.push(arg);
         }
@@ -326,7 +333,11 @@ mod tests {
 
     #[test]
     fn rewrite_args_unknown_flags_and_after_double_dash_untouched() {
-        assert_eq!(rw(&["restore", "-bogus", "x"]), ["restore", "-bogus", "x"]);
+        assert_eq!(rw(&["restore", "-bogus", "x"]), ["restore", "--bogus", "x"]);
+        assert_eq!(
+            rw(&["restore", "--bogus", "-5"]),
+            ["restore", "--bogus", "-5"]
+        );
         assert_eq!(rw(&["restore", "--", "-txid"]), ["restore", "--", "-txid"]);
         assert_eq!(rw(&["restore", "-", "-f"]), ["restore", "-", "-f"]);
     }

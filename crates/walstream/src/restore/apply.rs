@@ -527,3 +527,7 @@ mod tests {
         assert!(integrity_check(&p, IntegrityCheck::Full, TxId(1)).is_err());
     }
 }
+
+/// `apply` against an in-memory store that can fail, cut or stall downloads.
+#[cfg(test)]
+mod store_tests;
