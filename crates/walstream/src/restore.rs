@@ -182,11 +182,18 @@ pub enum RestoreError {
         /// TXID ranges the replica's files cover.
         available: Vec<(TxId, TxId)>,
     },
-    /// No files were created before the `-timestamp` target.
-    #[error("timestamp not available: no backup files created before {}", humantime::format_rfc3339_seconds(*.timestamp))]
+    /// The `-timestamp` target lies outside the times of the replica's files (as in Litestream,
+    /// a time after the newest file is refused rather than read as "latest").
+    #[error(
+        "timestamp not available: {} is outside the backups, which span {}",
+        humantime::format_rfc3339_millis(*.timestamp),
+        fmt_span(.span)
+    )]
     TimestampNotAvailable {
         /// The requested time.
         timestamp: SystemTime,
+        /// Oldest and newest file creation times, if there are files.
+        span: Option<(SystemTime, SystemTime)>,
     },
     /// The newest state cannot be reached: files are missing in between.
     #[error("non-contiguous ltx files: have up to {have} but next file starts at {next}")]
@@ -335,6 +342,17 @@ impl RestoreError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+fn fmt_span(span: &Option<(SystemTime, SystemTime)>) -> String {
+    match span {
+        Some((a, b)) => format!(
+            "{} to {}",
+            humantime::format_rfc3339_millis(*a),
+            humantime::format_rfc3339_millis(*b)
+        ),
+        None => "nothing".to_string(),
     }
 }
 

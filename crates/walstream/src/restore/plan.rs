@@ -35,6 +35,16 @@ pub fn plan(
         Target::Timestamp(ts) => f.created_at < *ts,
     };
 
+    if let Target::Timestamp(ts) = target {
+        let span = time_span(files);
+        if span.is_none_or(|(_, newest)| *ts > newest) {
+            return Err(RestoreError::TimestampNotAvailable {
+                timestamp: *ts,
+                span,
+            });
+        }
+    }
+
     let mut chain: Vec<LtxFileInfo> = Vec::new();
     if let Some(snapshot) = files
         .iter()
@@ -94,7 +104,10 @@ pub fn plan(
                 target: *t,
                 available: coverage(files),
             },
-            Target::Timestamp(ts) => RestoreError::TimestampNotAvailable { timestamp: *ts },
+            Target::Timestamp(ts) => RestoreError::TimestampNotAvailable {
+                timestamp: *ts,
+                span: time_span(files),
+            },
         });
     }
     match target {
@@ -150,9 +163,11 @@ pub fn coverage(files: &[LtxFileInfo]) -> Vec<(TxId, TxId)> {
     out
 }
 
-/// The time the newest file of a chain was created, for reporting.
-pub fn chain_created_at(chain: &[LtxFileInfo]) -> Option<SystemTime> {
-    chain.iter().map(|f| f.created_at).max()
+/// Oldest and newest creation times of the files, if any.
+pub fn time_span(files: &[LtxFileInfo]) -> Option<(SystemTime, SystemTime)> {
+    let oldest = files.iter().map(|f| f.created_at).min()?;
+    let newest = files.iter().map(|f| f.created_at).max()?;
+    Some((oldest, newest))
 }
 
 #[cfg(test)]
@@ -294,6 +309,26 @@ mod tests {
         let ts = UNIX_EPOCH + Duration::from_secs(1006);
         let chain = plan(&files, &Target::Timestamp(ts), "r").unwrap();
         assert_eq!(chain.last().unwrap().max_txid, TxId(5));
+        // After the newest file: refused, as Litestream does ("timestamp does not exist").
+        let late = UNIX_EPOCH + Duration::from_secs(1010);
+        let err = plan(&files, &Target::Timestamp(late), "r").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RestoreError::TimestampNotAvailable { span: Some(_), .. }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("outside the backups"), "{err}");
+        let newest = UNIX_EPOCH + Duration::from_secs(1009);
+        assert_eq!(
+            plan(&files, &Target::Timestamp(newest), "r")
+                .unwrap()
+                .last()
+                .unwrap()
+                .max_txid,
+            TxId(8)
+        );
         let early = UNIX_EPOCH + Duration::from_secs(1001);
         assert!(matches!(
             plan(&files, &Target::Timestamp(early), "r"),

@@ -170,3 +170,87 @@ fn litestream_is_the_pinned_version() {
     run.success();
     assert_eq!(run.stdout.trim(), "0.5.17");
 }
+
+/// A copy of a fixture replica whose files' mtimes are their LTX timestamps, as Litestream's file
+/// backend leaves them (a git checkout does not keep mtimes).
+fn replica_with_mtimes(case: &str) -> (tempfile::TempDir, std::path::PathBuf, Vec<u64>) {
+    let (dir, replica) = replica_copy(case);
+    let mut stamps = Vec::new();
+    for level in std::fs::read_dir(replica.join("ltx")).unwrap() {
+        for file in std::fs::read_dir(level.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let ms = u64::from_be_bytes(bytes[32..40].try_into().unwrap());
+            stamps.push(ms);
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+    }
+    stamps.sort();
+    stamps.dedup();
+    (dir, replica, stamps)
+}
+
+fn rfc3339_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[test]
+fn litestream_timestamp_restores_agree() {
+    for case in ["basic-4k", "shrink-vacuum"] {
+        let (dir, replica, stamps) = replica_with_mtimes(case);
+        let u = file_url(&replica);
+        let mut targets: Vec<u64> = stamps.iter().flat_map(|ms| [*ms, ms + 1]).collect();
+        targets.push(stamps[0] - 1000);
+        for (i, ms) in targets.iter().enumerate() {
+            let ts = rfc3339_ms(*ms);
+            let theirs = dir.path().join(format!("l{i}.db"));
+            let ours = dir.path().join(format!("w{i}.db"));
+            let t = litestream(&[
+                "restore",
+                "-timestamp",
+                &ts,
+                "-o",
+                theirs.to_str().unwrap(),
+                &u,
+            ]);
+            let w = walstream(&[
+                "restore",
+                "-timestamp",
+                &ts,
+                "-o",
+                ours.to_str().unwrap(),
+                &u,
+            ]);
+            match t.code {
+                Some(0) => {
+                    w.success();
+                    assert_eq!(
+                        sha256_file(&ours),
+                        sha256_file(&theirs),
+                        "{case}: -timestamp {ts}"
+                    );
+                    let args = ["restore", "-dry-run", "-timestamp", &ts, "-o", "x.db", &u];
+                    let (their_head, their_rows) = parse_plan(&litestream(&args).stdout);
+                    let (our_head, our_rows) = parse_plan(&walstream(&args).stdout);
+                    assert_eq!(our_head, their_head, "{case}: -dry-run -timestamp {ts}");
+                    assert_eq!(
+                        our_rows,
+                        without_covered(their_rows),
+                        "{case}: -dry-run -timestamp {ts}"
+                    );
+                }
+                _ => {
+                    let line = w.failure();
+                    assert!(!ours.exists(), "{case}: -timestamp {ts}: {line}");
+                }
+            }
+        }
+    }
+}
