@@ -48,7 +48,7 @@ pub struct Config {
 }
 
 /// One `dbs[]` entry.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
 pub struct DbConfig {
     /// Database path.
@@ -73,19 +73,68 @@ pub struct DbConfig {
     pub replicas: Option<Vec<ReplicaConfig>>,
 }
 
-/// A replica.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A replica: every key Litestream 0.5 reads for any replica type. Top-level replica keys are
+/// defaults for every database's replica. Backends read the keys of their type from here.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
 pub struct ReplicaConfig {
-    /// `type` (file, s3, ...).
+    /// `type` (file, s3, gs, abs, sftp, ...). Inferred from `url` when absent.
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// URL form.
+    /// URL form, e.g. `s3://bucket/path?endpoint=...&region=...&forcePathStyle=true`.
     pub url: Option<String>,
-    /// Path (file replicas, or the path inside a bucket).
+    /// Path (file replicas), or the path inside a bucket/container/server.
     pub path: Option<String>,
     /// `sync-interval`.
     pub sync_interval: Option<String>,
+    /// s3/gs/abs: bucket (container for abs).
+    pub bucket: Option<String>,
+    /// s3: region.
+    pub region: Option<String>,
+    /// s3: endpoint URL for S3-compatibles.
+    pub endpoint: Option<String>,
+    /// s3: path-style addressing.
+    pub force_path_style: Option<bool>,
+    /// s3: access key ID.
+    pub access_key_id: Option<String>,
+    /// s3: secret access key. Never logged.
+    pub secret_access_key: Option<String>,
+    /// s3: sign the payload.
+    pub sign_payload: Option<bool>,
+    /// s3: send Content-MD5.
+    pub require_content_md5: Option<bool>,
+    /// s3: skip TLS verification.
+    pub skip_verify: Option<bool>,
+    /// s3: storage class.
+    pub storage_class: Option<String>,
+    /// s3: multipart part size (bytes, or a size like `5MB`).
+    pub part_size: Option<serde_norway::Value>,
+    /// s3: multipart concurrency.
+    pub concurrency: Option<u32>,
+    /// s3: SSE-C algorithm.
+    pub sse_customer_algorithm: Option<String>,
+    /// s3: SSE-C key. Never logged.
+    pub sse_customer_key: Option<String>,
+    /// s3: SSE-C key file.
+    pub sse_customer_key_path: Option<String>,
+    /// s3: SSE-KMS key ID.
+    pub sse_kms_key_id: Option<String>,
+    /// abs: storage account name.
+    pub account_name: Option<String>,
+    /// abs: account key. Never logged.
+    pub account_key: Option<String>,
+    /// abs: SAS token. Never logged.
+    pub sas_token: Option<String>,
+    /// sftp: `host[:port]`.
+    pub host: Option<String>,
+    /// sftp: user.
+    pub user: Option<String>,
+    /// sftp: password. Never logged.
+    pub password: Option<String>,
+    /// sftp: private key file.
+    pub key_path: Option<String>,
+    /// sftp: expected host key (authorized_keys format).
+    pub host_key: Option<String>,
 }
 
 /// Parses Go-style durations: `500ms`, `1s`, `5m`, `24h`, `1h30m`.
@@ -173,6 +222,24 @@ impl DbConfig {
                 "replica type {other:?} needs `url` for now"
             ))),
         }
+    }
+
+    /// The one replica's config (checked: at most one in `replicas`).
+    pub fn replica_config(&self, cfg_path: &Path) -> Result<ReplicaConfig, ConfigError> {
+        if self.replicas.as_ref().is_some_and(|r| r.len() > 1) {
+            return Err(ConfigError::Invalid {
+                path: cfg_path.to_path_buf(),
+                message:
+                    "only one replica per database is supported (`replicas` has more than one)"
+                        .into(),
+            });
+        }
+        self.the_replica()
+            .cloned()
+            .ok_or_else(|| ConfigError::Invalid {
+                path: cfg_path.to_path_buf(),
+                message: "database has no replica".into(),
+            })
     }
 
     /// Database options with defaults.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ReplicaConfig};
 use crate::db::{Db, DbOptions};
 use crate::replica::{self, Replica};
 use crate::storage;
@@ -64,8 +64,8 @@ pub fn find_config(flag: Option<&Path>) -> Option<PathBuf> {
 pub struct Target {
     /// Database path.
     pub db: PathBuf,
-    /// Replica URL or path.
-    pub url: String,
+    /// The replica.
+    pub replica: ReplicaConfig,
     /// Options.
     pub opts: DbOptions,
 }
@@ -78,7 +78,10 @@ fn targets(args: &ReplicateArgs) -> anyhow::Result<Vec<Target>> {
             }
             Ok(vec![Target {
                 db: PathBuf::from(db),
-                url: url.clone(),
+                replica: ReplicaConfig {
+                    url: Some(url.clone()),
+                    ..Default::default()
+                },
                 opts: DbOptions::default(),
             }])
         }
@@ -98,7 +101,7 @@ fn targets(args: &ReplicateArgs) -> anyhow::Result<Vec<Target>> {
                         format!("config {}: a database has no `path`", path.display())
                     })?;
                     Ok(Target {
-                        url: d.replica_url(&path)?,
+                        replica: d.replica_config(&path)?,
                         opts: d.db_options(&path)?,
                         db,
                     })
@@ -126,7 +129,10 @@ fn embedded_default() -> anyhow::Result<Vec<Target>> {
     info!("no DB_PATH/REPLICA_URL and no config file found: using the embedded default, demo.db -> ./backup");
     Ok(vec![Target {
         db,
-        url: "backup".into(),
+        replica: ReplicaConfig {
+            path: Some("backup".into()),
+            ..Default::default()
+        },
         opts: DbOptions::default(),
     }])
 }
@@ -137,8 +143,8 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for t in targets {
-        let store =
-            storage::open_url(&t.url).with_context(|| format!("replica for {}", t.db.display()))?;
+        let store = storage::open_replica(&t.replica)
+            .with_context(|| format!("replica for {}", t.db.display()))?;
         if !args.once {
             info!(db = %t.db.display(), replica = %store.describe(), "replicating");
         }

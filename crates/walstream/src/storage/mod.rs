@@ -12,9 +12,13 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use ltx::TxId;
 
+pub mod azure;
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
 pub mod file;
+pub mod gcs;
+pub mod s3;
+pub mod sftp;
 
 /// The snapshot level.
 pub const SNAPSHOT_LEVEL: u8 = 9;
@@ -183,10 +187,13 @@ pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
             }
             return Ok(Arc::new(file::FileStore::new(path)));
         }
-        "s3" => "s3",
-        "gs" => "gs",
-        "abs" => "abs",
-        "sftp" => "sftp",
+        "s3" | "gs" | "abs" | "sftp" => {
+            let cfg = crate::config::ReplicaConfig {
+                url: Some(url.to_string()),
+                ..Default::default()
+            };
+            return open_replica(&cfg);
+        }
         "webdav" | "webdavs" => "webdav",
         "nats" => "nats",
         "oss" => "oss",
@@ -203,6 +210,41 @@ pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
         key: redact_url(url),
         message: format!("replica URL scheme {scheme:?} is not supported yet"),
     })
+}
+
+/// Builds the store for a replica config: the type comes from `type:` or the URL's scheme; a
+/// plain `path` (or a URL without a scheme) is a file replica.
+pub fn open_replica(cfg: &crate::config::ReplicaConfig) -> Result<DynStore, StorageError> {
+    let scheme = cfg
+        .url
+        .as_deref()
+        .and_then(split_scheme)
+        .map(|(s, _)| s.to_ascii_lowercase());
+    let kind = cfg
+        .kind
+        .clone()
+        .map(|k| k.to_ascii_lowercase())
+        .or(scheme.clone());
+    match kind.as_deref() {
+        Some("s3") => s3::open(cfg),
+        Some("gs") | Some("gcs") => gcs::open(cfg),
+        Some("abs") => azure::open(cfg),
+        Some("sftp") => sftp::open(cfg),
+        Some("file") | None => match (&cfg.url, &cfg.path) {
+            (Some(u), _) if scheme.as_deref() != Some("s3") => open_url(u),
+            (None, Some(p)) => open_url(p),
+            _ => Err(StorageError::Permanent {
+                backend: "file",
+                key: String::new(),
+                message: "replica needs a `url` or a `path`".to_string(),
+            }),
+        },
+        Some(other) => Err(StorageError::Permanent {
+            backend: "config",
+            key: String::new(),
+            message: format!("unknown replica type {other:?}"),
+        }),
+    }
 }
 
 /// `~` expanded from `$HOME`, then made absolute and cleaned lexically (`.` and `..` folded), as

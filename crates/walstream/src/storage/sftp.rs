@@ -1,0 +1,13 @@
+//! SFTP replica backend.
+use crate::config::ReplicaConfig;
+use crate::storage::{DynStore, StorageError};
+
+/// Builds the store from a replica config (its `url` and/or explicit keys).
+pub fn open(cfg: &ReplicaConfig) -> Result<DynStore, StorageError> {
+    let _ = cfg;
+    Err(StorageError::Permanent {
+        backend: "sftp",
+        key: String::new(),
+        message: "SFTP replicas are not supported yet".to_string(),
+    })
+}
