@@ -139,7 +139,10 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         integrity_check: args.integrity_check,
     };
     let summary = tokio::select! {
-        r = restore::apply(&store, &chain, &opts) => r?,
+        r = restore::apply(&store, &chain, &opts) => {
+            let txid = chain.last().map(|f| f.max_txid).unwrap_or_default();
+            r.with_context(|| format!("restore to TXID {txid}"))?
+        }
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; nothing was written to {}", output.display()),
     };
 
