@@ -33,4 +33,14 @@ if [ "$got" != "$version" ]; then
   exit 1
 fi
 
-exec cargo test --workspace "$@"
+# Test servers (moto for S3, and the other backends' emulators): each scripts/servers/*.sh installs
+# its server if needed, starts it on 127.0.0.1 on a free port, exports the variables the tests
+# read, and registers its pid; all are stopped, by pid, when this script exits.
+source scripts/servers/lib.sh
+trap servers_stop_all EXIT
+for s in scripts/servers/[0-9a-z]*.sh; do
+  [ "$(basename "$s")" = lib.sh ] && continue
+  source "$s"
+done
+
+cargo test --workspace "$@"
