@@ -22,7 +22,7 @@ use crate::storage::{DynStore, LtxFileInfo};
 /// Attempts per download; a retry resumes at the offset reached.
 const DOWNLOAD_ATTEMPTS: u32 = 3;
 /// Read buffer per open LTX file.
-const READ_BUF: usize = 256 * 1024;
+const READ_BUF: usize = 64 * 1024;
 /// Write buffer for the database.
 const WRITE_BUF: usize = 1024 * 1024;
 

@@ -64,24 +64,35 @@ pub fn plan(
     }
     let mut current = chain.last().map(|f| f.max_txid).unwrap_or(TxId(0));
 
+    // Files that may extend the chain, sorted by MinTXID so each step scans only a prefix.
+    let mut candidates: Vec<&LtxFileInfo> = files
+        .iter()
+        .filter(|f| {
+            f.level < SNAPSHOT_LEVEL && f.min_txid.0 >= 1 && f.min_txid <= f.max_txid && eligible(f)
+        })
+        .collect();
+    candidates.sort_by_key(|f| f.min_txid);
+
     let reached = |current: TxId| matches!(target, Target::TxId(t) if current >= *t);
+    let mut start = 0;
     while !reached(current) {
         let next = current.0.saturating_add(1);
-        let best = files
+        let reachable = candidates.partition_point(|f| f.min_txid.0 <= next);
+        // `current` only grows: leading files it has passed are done for good.
+        while start < reachable && candidates[start].max_txid <= current {
+            start += 1;
+        }
+        let best = candidates[start..reachable]
             .iter()
+            .copied()
+            .filter(|f| f.max_txid > current)
             .filter(|f| {
-                f.level < SNAPSHOT_LEVEL
-                    && f.min_txid.0 >= 1
-                    && f.min_txid <= f.max_txid
-                    && eligible(f)
-            })
-            .filter(|f| f.max_txid > current && f.min_txid.0 <= next)
-            .filter(|f| {
+                // Starts right after some file of the chain (the chain is sorted by MaxTXID).
                 f.min_txid.0 == next
                     || f.min_txid == TxId(1)
                     || chain
-                        .iter()
-                        .any(|c| c.max_txid.0.saturating_add(1) == f.min_txid.0)
+                        .binary_search_by_key(&(f.min_txid.0 - 1), |c| c.max_txid.0)
+                        .is_ok()
             })
             .max_by(|a, b| better(a, b));
         let Some(best) = best else { break };
@@ -368,6 +379,22 @@ mod tests {
         let files = vec![f(0, 1, 1), f(0, 2, 2), f(1, 2, 2)];
         let chain = plan(&files, &Target::Latest, "r").unwrap();
         assert_eq!(names(&chain), vec![(0, 1, 1), (1, 2, 2)]);
+    }
+
+    #[test]
+    fn plan_many_l0_files_is_fast() {
+        let mut files: Vec<_> = (1..=50_000).map(|t| f(0, t, t)).collect();
+        files.extend((0..500).map(|i| f(1, i * 100 + 1, i * 100 + 100)));
+        let started = std::time::Instant::now();
+        let chain = plan(&files, &Target::Latest, "r").unwrap();
+        assert_eq!(chain.len(), 500);
+        let chain = plan(&files, &Target::TxId(TxId(49_999)), "r").unwrap();
+        assert_eq!(chain.len(), 499 + 99);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
