@@ -48,6 +48,7 @@ pub async fn apply(
     async {
         super::check_output(&opts.output, opts.overwrite)?;
         let dir = parent_dir(&opts.output);
+        create_dir_all_private(&dir).map_err(|e| RestoreError::io(&dir, e))?;
         let downloads = tempfile::Builder::new()
             .prefix(".walstream-restore-")
             .tempdir_in(&dir)
@@ -101,6 +102,15 @@ fn parent_dir(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// Creates missing parent directories with mode 0700, as Litestream does.
+fn create_dir_all_private(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Sets the flag when the restore future is dropped, so that the blocking writer stops.
@@ -487,6 +497,20 @@ mod tests {
     #[test]
     fn uri_escape_escapes_query_characters() {
         assert_eq!(uri_escape("/a b/c?d#e%f"), "/a b/c%3fd%23e%25f");
+    }
+
+    #[test]
+    fn create_dir_all_private_makes_missing_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b");
+        create_dir_all_private(&deep).unwrap();
+        create_dir_all_private(&deep).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&deep).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
     }
 
     #[test]

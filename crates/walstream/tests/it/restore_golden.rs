@@ -185,3 +185,21 @@ fn golden_flags_after_path_are_accepted() {
         m["txids"]["0000000000000003"]["sha256"].as_str().unwrap()
     );
 }
+
+#[test]
+fn golden_restore_creates_missing_parent_directories() {
+    let dir = tempdir();
+    let out = dir.path().join("a/b/x.db");
+    let replica = fixture("basic-4k").join("replica");
+    walstream(&[
+        "restore",
+        "-o",
+        out.to_str().unwrap(),
+        replica.to_str().unwrap(),
+    ])
+    .success();
+    assert_eq!(
+        sha256_file(&out),
+        manifest("basic-4k")["latest"]["sha256"].as_str().unwrap()
+    );
+}
