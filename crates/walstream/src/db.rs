@@ -929,3 +929,210 @@ fn db_file_page_count(f: &File, path: &Path, page_size: u32) -> Result<u32, DbEr
     }
     Ok((len / page_size.max(1) as u64) as u32)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    fn app(path: &Path) -> Connection {
+        let c = Connection::open(path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT);")
+            .unwrap();
+        c
+    }
+
+    fn insert(c: &Connection, n: usize) {
+        let tx = c.unchecked_transaction().unwrap();
+        for i in 0..n {
+            tx.execute(
+                "INSERT INTO t(v) VALUES (?1)",
+                [format!("{i}-{}", "v".repeat(300))],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    /// Applies every local L0 file in order into a database image.
+    fn replay(db: &Db) -> Vec<u8> {
+        let files = db.meta.list(0).unwrap();
+        let mut image = Vec::new();
+        let mut expect = files[0].min_txid.0;
+        for f in files {
+            assert_eq!(f.min_txid.0, expect, "gap before {:?}", f.path);
+            expect = f.max_txid.0 + 1;
+            let mut dec =
+                ltx::Decoder::new(std::io::BufReader::new(File::open(&f.path).unwrap())).unwrap();
+            let h = dec.header().clone();
+            let ps = h.page_size as usize;
+            image.resize(h.commit as usize * ps, 0);
+            let mut page = vec![0u8; ps];
+            while let Some(pgno) = dec.next_page(&mut page).unwrap() {
+                let off = (pgno as usize - 1) * ps;
+                image[off..off + ps].copy_from_slice(&page);
+            }
+            dec.finish().unwrap();
+        }
+        image
+    }
+
+    fn rows(image: &[u8], dir: &Path) -> i64 {
+        let p = dir.join("replayed.db");
+        std::fs::write(&p, image).unwrap();
+        let c = Connection::open(&p).unwrap();
+        assert_eq!(
+            c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+                .unwrap(),
+            "ok"
+        );
+        c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn salts(wal: &Path) -> (u32, u32) {
+        let f = File::open(wal).unwrap();
+        let h = wal_reader::read_header(&f, wal).unwrap().unwrap();
+        (h.salt1, h.salt2)
+    }
+
+    #[test]
+    fn db_passive_checkpoint_restarts_wal_without_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let c = app(&path);
+        let opts = DbOptions {
+            min_checkpoint_page_count: 10,
+            ..DbOptions::default()
+        };
+        let mut db = Db::new(&path, opts).unwrap();
+        let first = db.sync().unwrap().unwrap();
+        assert!(first.snapshot);
+        insert(&c, 200);
+        let before = salts(db.wal_path());
+        assert!(db.sync().unwrap().is_some());
+        db.maybe_checkpoint().unwrap();
+        insert(&c, 10);
+        let after = salts(db.wal_path());
+        assert_ne!(
+            before, after,
+            "WAL did not restart after walstream's PASSIVE checkpoint"
+        );
+        assert_eq!(after.0, before.0.wrapping_add(1));
+        let o = db.sync().unwrap().unwrap();
+        assert!(!o.snapshot, "needless snapshot after our own checkpoint");
+        assert_eq!(rows(&replay(&db), dir.path()), 210);
+    }
+
+    #[test]
+    fn db_app_truncate_while_stopped_takes_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let c = app(&path);
+        insert(&c, 50);
+        {
+            let mut db = Db::new(&path, DbOptions::default()).unwrap();
+            db.sync().unwrap();
+            db.shutdown();
+        }
+        // While walstream is down: more commits, then the app truncates the WAL.
+        insert(&c, 30);
+        let busy: i64 = c
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(busy, 0);
+        insert(&c, 5);
+        let mut db = Db::new(&path, DbOptions::default()).unwrap();
+        let o = db.sync().unwrap().unwrap();
+        assert!(
+            o.snapshot,
+            "frames lost from the WAL must lead to a full snapshot"
+        );
+        assert_eq!(o.txid, TxId(2), "TXIDs continue from the local position");
+        assert_eq!(rows(&replay(&db), dir.path()), 85);
+    }
+
+    #[test]
+    fn db_restart_resumes_from_local_position_without_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let c = app(&path);
+        insert(&c, 20);
+        {
+            let mut db = Db::new(&path, DbOptions::default()).unwrap();
+            db.sync().unwrap();
+        }
+        insert(&c, 20);
+        let mut db = Db::new(&path, DbOptions::default()).unwrap();
+        let o = db.sync().unwrap().unwrap();
+        assert!(!o.snapshot);
+        assert_eq!(o.txid, TxId(2));
+        assert_eq!(rows(&replay(&db), dir.path()), 40);
+    }
+
+    #[test]
+    fn db_emergency_truncate_takes_snapshot_and_empties_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let c = app(&path);
+        let opts = DbOptions {
+            truncate_page_n: 50,
+            min_checkpoint_page_count: 1_000_000,
+            ..DbOptions::default()
+        };
+        let mut db = Db::new(&path, opts).unwrap();
+        db.sync().unwrap();
+        insert(&c, 400);
+        db.sync().unwrap();
+        db.maybe_checkpoint().unwrap();
+        let wal_len = std::fs::metadata(db.wal_path()).unwrap().len();
+        assert!(
+            wal_len < 50 * 4096,
+            "WAL still {wal_len} bytes after the emergency TRUNCATE"
+        );
+        insert(&c, 1);
+        db.sync().unwrap();
+        assert_eq!(rows(&replay(&db), dir.path()), 401);
+    }
+
+    #[test]
+    fn db_max_sync_wal_bytes_splits_backlog_at_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let c = app(&path);
+        let opts = DbOptions {
+            max_sync_wal_bytes: 64 * 1024,
+            ..DbOptions::default()
+        };
+        let mut db = Db::new(&path, opts).unwrap();
+        db.sync().unwrap();
+        for _ in 0..20 {
+            insert(&c, 30);
+        }
+        let mut n = 0;
+        while db.sync().unwrap().is_some() {
+            n += 1;
+        }
+        assert!(n > 3, "backlog was not split: {n} files");
+        assert_eq!(rows(&replay(&db), dir.path()), 600);
+    }
+
+    #[test]
+    fn db_not_in_wal_mode_is_switched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+            .unwrap();
+        let mut db = Db::new(&path, DbOptions::default()).unwrap();
+        db.sync().unwrap();
+        let mode: String = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}
