@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod compaction;
 pub mod config;
 pub mod db;
 pub mod meta;
