@@ -16,6 +16,7 @@ pub mod db;
 pub mod meta;
 pub mod replica;
 pub mod restore;
+pub mod retention;
 pub mod sqlite;
 pub mod storage;
 
