@@ -1,12 +1,18 @@
 //! A database's replica: the remote position, and uploads of the meta directory's L0 (and
 //! snapshot) files with retry. Never reads the WAL.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ltx::TxId;
-use tracing::{debug, info, warn};
+use tracing::{debug, debug_span, info, Instrument};
 
 use crate::meta::{LocalLtx, MetaDir, MetaError};
+use crate::storage::retry::RetryPolicy;
 use crate::storage::{DynStore, StorageError, SNAPSHOT_LEVEL};
+
+/// Litestream's `shutdown-sync-timeout` default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors of the replica.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +73,15 @@ pub struct Replica {
     meta: MetaDir,
     /// Newest TXID known to be on the store.
     remote: Option<TxId>,
+    /// How uploads are retried.
+    retry: RetryPolicy,
+    /// Set when the process is shutting down.
+    stop: Option<Arc<AtomicBool>>,
+    /// When the stop flag was first seen set during a retry.
+    stop_seen: Option<tokio::time::Instant>,
+    /// How long uploads keep retrying once the stop flag is set.
+    shutdown_timeout: Duration,
 }
-
-const MAX_ATTEMPTS: u32 = 5;
 
 impl Replica {
     /// A replica whose store holds everything up to `remote`.
@@ -78,7 +90,25 @@ impl Replica {
             store,
             meta,
             remote,
+            retry: RetryPolicy::upload(),
+            stop: None,
+            stop_seen: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
+    }
+
+    /// Retries uploads as `policy` says instead of [`RetryPolicy::upload`] (without end).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Replica {
+        self.retry = policy;
+        self
+    }
+
+    /// Bounds retries once `stop` is set: a failing upload keeps retrying for at most `timeout`
+    /// (Litestream's `shutdown-sync-timeout`, 30 s by default) after the flag was first seen.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>, timeout: Duration) -> Replica {
+        self.stop = Some(stop);
+        self.shutdown_timeout = timeout;
+        self
     }
 
     /// The store.
@@ -91,31 +121,37 @@ impl Replica {
         self.remote
     }
 
-    async fn upload(&self, f: &LocalLtx) -> Result<(), ReplicaError> {
+    /// Uploads one local file, retrying transient failures as `self.retry` says (by default
+    /// without end: the file stays in the meta directory until it is on the store). Once the
+    /// stop flag is set, retrying goes on for at most `shutdown_timeout` more.
+    async fn upload(&mut self, f: &LocalLtx) -> Result<(), ReplicaError> {
         let header = MetaDir::read_header(&f.path)?;
         let created_at = UNIX_EPOCH + Duration::from_millis(header.timestamp.max(0) as u64);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .store
-                .write_ltx_file(f.level, f.min_txid, f.max_txid, &f.path, created_at)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
-                    let backoff = Duration::from_millis(50u64 << attempt.min(6));
-                    warn!(level = f.level, min_txid = %f.min_txid, max_txid = %f.max_txid, error = %e, attempt, "upload failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                }
-                Err(source) => {
-                    return Err(ReplicaError::Storage {
-                        replica: self.store.describe(),
-                        source,
-                    })
-                }
+        let key = format!("{}/{}", f.level, ltx::file_name(f.min_txid, f.max_txid));
+        let store = &self.store;
+        let stop = self.stop.clone();
+        let shutdown_timeout = self.shutdown_timeout;
+        let stop_seen = &mut self.stop_seen;
+        let give_up = move || {
+            if !stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return false;
             }
-        }
+            let seen = *stop_seen.get_or_insert_with(tokio::time::Instant::now);
+            seen.elapsed() >= shutdown_timeout
+        };
+        self.retry
+            .run_until(store.kind(), &key, give_up, |attempt| {
+                let span = debug_span!("upload", level = f.level, min_txid = %f.min_txid, max_txid = %f.max_txid, attempt);
+                store
+                    .write_ltx_file(f.level, f.min_txid, f.max_txid, &f.path, created_at)
+                    .instrument(span)
+            })
+            .await
+            .map(|_| ())
+            .map_err(|source| ReplicaError::Storage {
+                replica: self.store.describe(),
+                source,
+            })
     }
 
     /// Uploads every local file newer than the remote position: snapshots first, then L0 files

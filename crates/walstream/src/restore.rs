@@ -25,6 +25,7 @@ use std::time::SystemTime;
 
 use ltx::TxId;
 
+use crate::storage::retry::RetryPolicy;
 use crate::storage::{DynStore, LtxFileInfo, ReplicaStore, StorageError};
 
 mod apply;
@@ -380,8 +381,10 @@ pub fn describe_chain(chain: &[LtxFileInfo]) -> String {
 pub async fn list(store: &dyn ReplicaStore) -> Result<Vec<LtxFileInfo>, RestoreError> {
     let mut all = Vec::new();
     for level in 0..=crate::storage::SNAPSHOT_LEVEL {
-        let files = store
-            .ltx_files(level)
+        // Transient failures are retried a bounded number of times.
+        let key = format!("level {level}");
+        let files = RetryPolicy::restore()
+            .run(store.kind(), &key, |_| store.ltx_files(level))
             .await
             .map_err(|source| RestoreError::List {
                 replica: store.describe(),

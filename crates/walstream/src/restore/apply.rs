@@ -11,16 +11,17 @@ use futures::{StreamExt, TryStreamExt};
 use ltx::checksum::{page_checksum, DbChecksum};
 use ltx::{Compactor, Decoder, TxId};
 use tokio::io::AsyncWriteExt;
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
 use super::{
     describe_chain, sidecars, tmp_path, FileRef, IntegrityCheck, RestoreError, RestoreOptions,
     RestoreSummary,
 };
-use crate::storage::{DynStore, LtxFileInfo};
+use crate::storage::retry::RetryPolicy;
+use crate::storage::{DynStore, LtxFileInfo, StorageError};
 
-/// Attempts per download; a retry resumes at the offset reached.
-const DOWNLOAD_ATTEMPTS: u32 = 3;
+/// Longest wait for a download's next bytes; then it counts as broken and resumes.
+const DOWNLOAD_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read buffer per open LTX file.
 const READ_BUF: usize = 64 * 1024;
 /// Write buffer for the database.
@@ -122,7 +123,10 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Downloads one file to `dest`, resuming at the offset reached on a retryable error.
+/// Downloads one file to `dest`. A transient failure (an error from the store, a broken or
+/// stalled stream) is retried as [`RetryPolicy::restore`] says, resuming at the byte offset
+/// already received rather than starting over; an attempt that received bytes starts the retry
+/// count over, so a long download on a flaky network still finishes.
 async fn download(
     store: &DynStore,
     replica: &str,
@@ -135,41 +139,64 @@ async fn download(
         let mut out = tokio::fs::File::create(&dest)
             .await
             .map_err(|e| RestoreError::io(&dest, e))?;
+        let key = format!("{}/{}", info.level, info.file_name());
+        let stalled = || StorageError::Transient {
+            backend: store.kind(),
+            key: key.clone(),
+            message: format!("no data for {DOWNLOAD_STALL_TIMEOUT:?}"),
+        };
+        let mut backoff = RetryPolicy::restore().backoff();
         let mut offset = 0u64;
-        let mut attempt = 0;
         loop {
-            attempt += 1;
+            let started_at = offset;
             let result = async {
-                let mut stream = store
-                    .open_ltx_file(info.level, info.min_txid, info.max_txid, offset)
-                    .await?;
-                while let Some(chunk) = stream.next().await {
+                let open = store.open_ltx_file(info.level, info.min_txid, info.max_txid, offset);
+                let mut stream = tokio::time::timeout(DOWNLOAD_STALL_TIMEOUT, open)
+                    .await
+                    .map_err(|_| stalled())??;
+                while let Some(chunk) = tokio::time::timeout(DOWNLOAD_STALL_TIMEOUT, stream.next())
+                    .await
+                    .map_err(|_| stalled())?
+                {
                     let chunk = chunk?;
-                    out.write_all(&chunk).await.map_err(|source| {
-                        crate::storage::StorageError::Io {
+                    out.write_all(&chunk)
+                        .await
+                        .map_err(|source| StorageError::Io {
                             backend: "local",
                             path: dest.clone(),
                             source,
-                        }
-                    })?;
+                        })?;
                     offset += chunk.len() as u64;
                 }
-                Ok::<(), crate::storage::StorageError>(())
+                Ok::<(), StorageError>(())
             }
             .await;
-            match result {
+            let err = match result {
                 Ok(()) => break,
-                Err(e) if e.is_retryable() && attempt < DOWNLOAD_ATTEMPTS => {
-                    debug!(attempt, offset, error = %e, "download failed, retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Err(source) => {
-                    return Err(RestoreError::Download {
-                        file: file_ref(),
-                        source,
-                    })
-                }
+                Err(e) => e,
+            };
+            if !err.is_retryable() {
+                return Err(RestoreError::Download {
+                    file: file_ref(),
+                    source: err,
+                });
             }
+            if offset == info.size && info.size > 0 {
+                // Every byte arrived before the stream broke; a request for the empty tail
+                // would be refused (416) by S3.
+                break;
+            }
+            if offset > started_at {
+                backoff.reset();
+            }
+            let Some(delay) = backoff.next_delay() else {
+                return Err(RestoreError::Download {
+                    file: file_ref(),
+                    source: err,
+                });
+            };
+            warn!(attempt = backoff.attempts(), offset, retry_in = ?delay, error = %err, "download failed; resuming");
+            tokio::time::sleep(delay).await;
         }
         out.flush().await.map_err(|e| RestoreError::io(&dest, e))?;
         if offset != info.size {

@@ -15,8 +15,11 @@ use ltx::TxId;
 pub mod azure;
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
+#[cfg(any(test, feature = "testing"))]
+pub mod fault;
 pub mod file;
 pub mod gcs;
+pub mod retry;
 pub mod s3;
 pub mod sftp;
 

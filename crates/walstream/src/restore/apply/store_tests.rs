@@ -259,7 +259,8 @@ async fn apply_txid_target_stops_there() {
     assert_eq!(std::fs::read(&out).unwrap(), want);
 }
 
-#[tokio::test]
+// Paused: the retry delays pass in virtual time.
+#[tokio::test(start_paused = true)]
 async fn apply_transient_open_errors_are_retried() {
     let (store, state) = store(false, false);
     store.fail_opens.store(2, Ordering::SeqCst);
@@ -268,7 +269,8 @@ async fn apply_transient_open_errors_are_retried() {
     assert_eq!(std::fs::read(&out).unwrap(), expected(&state));
 }
 
-#[tokio::test]
+// Paused: the retry delays pass in virtual time.
+#[tokio::test(start_paused = true)]
 async fn apply_persistent_transient_errors_fail_naming_file() {
     let (store, _) = store(false, false);
     store.fail_opens.store(100, Ordering::SeqCst);
