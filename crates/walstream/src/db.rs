@@ -23,6 +23,7 @@ use crate::sqlite::locks::ShmProbe;
 use crate::sqlite::wal_reader::{
     self, WalError, WalHeader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
 };
+use crate::storage::SNAPSHOT_LEVEL;
 
 /// Per-database settings (Litestream's `dbs[]` keys and defaults).
 #[derive(Debug, Clone)]
@@ -165,6 +166,8 @@ pub struct Db {
     min_next_txid: TxId,
     /// Write an L9 snapshot beside the next full snapshot (the replica has a gap before it).
     snapshot_to_l9: bool,
+    /// Write an L9 snapshot of the current position at the next sync (`snapshot.interval`).
+    want_l9: bool,
     last_checkpoint: Instant,
     synced_since_checkpoint: bool,
     identity: Option<(u64, u64)>,
@@ -205,6 +208,7 @@ impl Db {
             force_snapshot: None,
             min_next_txid: TxId(1),
             snapshot_to_l9: false,
+            want_l9: false,
             last_checkpoint: Instant::now(),
             synced_since_checkpoint: false,
             identity: None,
@@ -369,6 +373,16 @@ impl Db {
         };
         if out.is_some() {
             self.synced_since_checkpoint = true;
+        }
+        if self.want_l9 {
+            // Still under the guard taken before the scan: the database file is consistent with
+            // the WAL up to the position.
+            match self.snapshot_l9() {
+                Ok(true) => self.want_l9 = false,
+                Ok(false) => {}
+                Err(DbError::Raced(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         if self.guard_epoch == epoch && self.conn().has_guard() {
             self.continuity = Continuity::Guarded(epoch);
@@ -607,7 +621,7 @@ impl Db {
             _ => (None, None),
         };
         let l9 = self.snapshot_to_l9 && txid.0 > 1;
-        self.write_pages(&header, wal_file, wal_hdr.as_ref(), &dbf, &sources, l9)?;
+        self.write_pages(&header, wal_file, wal_hdr.as_ref(), &dbf, &sources, 0, l9)?;
         self.pos = Some(Pos {
             txid,
             salts: (header.wal_salt1, header.wal_salt2),
@@ -632,7 +646,7 @@ impl Db {
         _what: &'static str,
     ) -> Result<(), DbError> {
         let dbf = File::open(&self.path).map_err(io_err(&self.path))?;
-        self.write_pages(header, Some(wal), Some(wal_hdr), &dbf, &sources, false)
+        self.write_pages(header, Some(wal), Some(wal_hdr), &dbf, &sources, 0, false)
     }
 
     /// Encodes the pages into `ltx/0/<txid>-<txid>.ltx` (and, for `l9`, the same pages as the
@@ -645,6 +659,7 @@ impl Db {
         wal_hdr: Option<&WalHeader>,
         dbf: &File,
         sources: &[(u32, PageSource)],
+        level: u8,
         l9: bool,
     ) -> Result<(), DbError> {
         let ps = self.page_size as usize;
@@ -685,19 +700,19 @@ impl Db {
             }
         };
         let body = WAL_FRAME_HEADER_SIZE as usize;
-        let res = self
-            .meta
-            .write_atomic(0, txid, txid, |w| -> Result<(), DbError> {
-                let mut enc = Encoder::new(w, header).map_err(ltx_err("L0 header"))?;
-                for &(pgno, src) in sources {
-                    read_page(&mut buf, pgno, src)?;
-                    enc.write_page(pgno, &buf[body..])
-                        .map_err(ltx_err("L0 page"))?;
-                }
-                let (w, _) = enc.finish(0).map_err(ltx_err("L0 trailer"))?;
-                w.flush().map_err(io_err(&path))?;
-                Ok(())
-            });
+        let res =
+            self.meta
+                .write_atomic(level, header.min_txid, txid, |w| -> Result<(), DbError> {
+                    let mut enc = Encoder::new(w, header).map_err(ltx_err("L0 header"))?;
+                    for &(pgno, src) in sources {
+                        read_page(&mut buf, pgno, src)?;
+                        enc.write_page(pgno, &buf[body..])
+                            .map_err(ltx_err("L0 page"))?;
+                    }
+                    let (w, _) = enc.finish(0).map_err(ltx_err("L0 trailer"))?;
+                    w.flush().map_err(io_err(&path))?;
+                    Ok(())
+                });
         let res = res.and_then(|p| {
             // Header written before any frame of a new generation: unchanged salts mean no page
             // read above saw a new generation's bytes.
@@ -849,6 +864,90 @@ impl Db {
         self.force_snapshot = Some("after emergency TRUNCATE checkpoint");
         self.sync()?;
         Ok(())
+    }
+
+    /// Asks for an L9 snapshot (`ltx/9/1-<txid>.ltx` in the meta directory, uploaded by the
+    /// replica) of the state at the position after the next sync.
+    pub fn request_l9_snapshot(&mut self) {
+        self.want_l9 = true;
+    }
+
+    /// Writes the L9 snapshot of the state at `pos`: WAL pages of the current generation up to
+    /// the position, the rest from the database file. `Ok(false)` if the position is not in the
+    /// current WAL generation and not provably its end (tried again at the next sync).
+    fn snapshot_l9(&mut self) -> Result<bool, DbError> {
+        let Some(pos) = self.pos else {
+            return Ok(false);
+        };
+        let dbf = File::open(&self.path).map_err(io_err(&self.path))?;
+        let wal = self.open_wal()?;
+        let (map, commit, wal_file, wal_hdr) = match &wal {
+            Some((f, Some(h)))
+                if (h.salt1, h.salt2) == pos.salts && pos.offset > WAL_HEADER_SIZE =>
+            {
+                let s = match wal_reader::scan(
+                    f,
+                    &self.wal_path,
+                    h,
+                    WAL_HEADER_SIZE,
+                    Some(h.checksum),
+                    Some(pos.offset - WAL_HEADER_SIZE),
+                ) {
+                    Ok(s) => s,
+                    Err(WalError::PositionLost { .. }) => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                };
+                if s.end != pos.offset || s.commits == 0 {
+                    return Ok(false);
+                }
+                (s.pages, s.commit, Some(f), Some(*h))
+            }
+            _ if self.position_is_generation_end(None) || pos.offset <= WAL_HEADER_SIZE => (
+                BTreeMap::new(),
+                db_file_page_count(&dbf, &self.path, self.page_size)?,
+                None,
+                None,
+            ),
+            _ => return Ok(false),
+        };
+        if commit == 0 {
+            return Ok(false);
+        }
+        let lock = ltx::lock_pgno(self.page_size);
+        let sources: Vec<(u32, PageSource)> = (1..=commit)
+            .filter(|&p| p != lock)
+            .map(|p| {
+                (
+                    p,
+                    map.get(&p).map_or(PageSource::Db, |&o| PageSource::Wal(o)),
+                )
+            })
+            .collect();
+        let header = Header {
+            flags: FLAG_NO_CHECKSUM,
+            page_size: self.page_size,
+            commit,
+            min_txid: TxId(1),
+            max_txid: pos.txid,
+            timestamp: now_ms(),
+            pre_apply_checksum: 0,
+            wal_offset: WAL_HEADER_SIZE as i64,
+            wal_size: pos.offset.saturating_sub(WAL_HEADER_SIZE) as i64,
+            wal_salt1: pos.salts.0,
+            wal_salt2: pos.salts.1,
+            node_id: 0,
+        };
+        self.write_pages(
+            &header,
+            wal_file,
+            wal_hdr.as_ref(),
+            &dbf,
+            &sources,
+            SNAPSHOT_LEVEL,
+            false,
+        )?;
+        info!(db = %self.path.display(), txid = %pos.txid, pages = sources.len(), "L9 snapshot written");
+        Ok(true)
     }
 
     /// Forces a full snapshot at the next sync.
@@ -1134,5 +1233,38 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn db_l9_snapshot_equals_replayed_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let c = app(&path);
+        let mut db = Db::new(&path, DbOptions::default()).unwrap();
+        db.sync().unwrap();
+        insert(&c, 300);
+        c.execute("DELETE FROM t WHERE id % 3 = 0", []).unwrap();
+        db.request_l9_snapshot();
+        db.sync().unwrap();
+        let l9 = db.meta.list(SNAPSHOT_LEVEL).unwrap();
+        assert_eq!(l9.len(), 1);
+        assert_eq!(l9[0].min_txid, TxId(1));
+        assert_eq!(Some(l9[0].max_txid), db.local_txid());
+        let mut dec =
+            ltx::Decoder::new(std::io::BufReader::new(File::open(&l9[0].path).unwrap())).unwrap();
+        let h = dec.header().clone();
+        let ps = h.page_size as usize;
+        let mut image = vec![0u8; h.commit as usize * ps];
+        let mut page = vec![0u8; ps];
+        while let Some(pgno) = dec.next_page(&mut page).unwrap() {
+            image[(pgno as usize - 1) * ps..pgno as usize * ps].copy_from_slice(&page);
+        }
+        dec.finish().unwrap();
+        assert_eq!(image, replay(&db));
+        assert_eq!(rows(&image, dir.path()), 200);
+        // Asked once, written once.
+        insert(&c, 1);
+        db.sync().unwrap();
+        assert_eq!(db.meta.list(SNAPSHOT_LEVEL).unwrap().len(), 1);
     }
 }
