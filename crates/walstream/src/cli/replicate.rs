@@ -205,7 +205,16 @@ async fn start_db(
         Ok(db)
     })
     .await??;
-    let mut rep = Replica::new(store, db.meta().clone(), remote);
+    // Uploads retry until the store is back (bounded for -once), and for at most
+    // shutdown-sync-timeout once shutting down.
+    let retry = if once {
+        crate::storage::retry::RetryPolicy::restore()
+    } else {
+        crate::storage::retry::RetryPolicy::upload()
+    };
+    let mut rep = Replica::new(store, db.meta().clone(), remote)
+        .with_retry(retry)
+        .with_stop(stop.clone(), replica::DEFAULT_SHUTDOWN_TIMEOUT);
     if once {
         return Ok(tokio::spawn(async move {
             let mut db = db;
