@@ -1,7 +1,10 @@
 //! Test modules. `util` holds the shared helpers.
 pub mod util;
 
+mod azure;
+mod backend_cycle;
 mod cli;
+mod gcs;
 mod litestream;
 mod restore_bad_input;
 mod restore_golden;
