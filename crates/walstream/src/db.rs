@@ -44,6 +44,8 @@ pub struct DbOptions {
     pub max_sync_wal_bytes: u64,
     /// How often to look for a blocked app checkpoint (walstream only).
     pub probe_interval: Duration,
+    /// Compaction levels, snapshots and retention of the replica.
+    pub history: crate::history::HistoryOptions,
 }
 
 impl Default for DbOptions {
@@ -57,6 +59,7 @@ impl Default for DbOptions {
             truncate_page_n: 121_359,
             max_sync_wal_bytes: 64 << 20,
             probe_interval: Duration::from_millis(5),
+            history: crate::history::HistoryOptions::default(),
         }
     }
 }
@@ -621,7 +624,14 @@ impl Db {
             _ => (None, None),
         };
         let l9 = self.snapshot_to_l9 && txid.0 > 1;
-        self.write_pages(&header, wal_file, wal_hdr.as_ref(), &dbf, &sources, 0, l9)?;
+        self.write_pages(
+            &header,
+            wal_file.zip(wal_hdr.as_ref()),
+            &dbf,
+            &sources,
+            0,
+            l9,
+        )?;
         self.pos = Some(Pos {
             txid,
             salts: (header.wal_salt1, header.wal_salt2),
@@ -646,7 +656,7 @@ impl Db {
         _what: &'static str,
     ) -> Result<(), DbError> {
         let dbf = File::open(&self.path).map_err(io_err(&self.path))?;
-        self.write_pages(header, Some(wal), Some(wal_hdr), &dbf, &sources, 0, false)
+        self.write_pages(header, Some((wal, wal_hdr)), &dbf, &sources, 0, false)
     }
 
     /// Encodes the pages into `ltx/0/<txid>-<txid>.ltx` (and, for `l9`, the same pages as the
@@ -655,8 +665,7 @@ impl Db {
     fn write_pages(
         &mut self,
         header: &Header,
-        wal: Option<&File>,
-        wal_hdr: Option<&WalHeader>,
+        wal: Option<(&File, &WalHeader)>,
         dbf: &File,
         sources: &[(u32, PageSource)],
         level: u8,
@@ -680,7 +689,7 @@ impl Db {
         let read_page = |buf: &mut [u8], pgno: u32, src: PageSource| -> Result<(), DbError> {
             match src {
                 PageSource::Wal(off) => {
-                    let (Some(f), Some(h)) = (wal, wal_hdr) else {
+                    let Some((f, h)) = wal else {
                         return Err(DbError::Raced(path.clone()));
                     };
                     f.read_exact_at(buf, off).map_err(io_err(&wal_path))?;
@@ -716,7 +725,7 @@ impl Db {
         let res = res.and_then(|p| {
             // Header written before any frame of a new generation: unchanged salts mean no page
             // read above saw a new generation's bytes.
-            if let (Some(f), Some(h)) = (wal, wal_hdr) {
+            if let Some((f, h)) = wal {
                 match wal_reader::read_header(f, &self.wal_path) {
                     Ok(Some(now)) if (now.salt1, now.salt2) == (h.salt1, h.salt2) => {}
                     _ => {
@@ -939,8 +948,7 @@ impl Db {
         };
         self.write_pages(
             &header,
-            wal_file,
-            wal_hdr.as_ref(),
+            wal_file.zip(wal_hdr.as_ref()),
             &dbf,
             &sources,
             SNAPSHOT_LEVEL,

@@ -81,6 +81,9 @@ pub struct Replica {
     stop_seen: Option<tokio::time::Instant>,
     /// How long uploads keep retrying once the stop flag is set.
     shutdown_timeout: Duration,
+    /// Delete uploaded local L0 files (all but the newest). Off while compaction runs: it reads
+    /// them instead of downloading them again, and prunes them once L1 covers them.
+    prune_uploaded: bool,
 }
 
 impl Replica {
@@ -94,6 +97,7 @@ impl Replica {
             stop: None,
             stop_seen: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            prune_uploaded: true,
         }
     }
 
@@ -154,6 +158,11 @@ impl Replica {
             })
     }
 
+    /// Whether uploaded local L0 files are deleted right away (default) or left for compaction.
+    pub fn set_prune_uploaded(&mut self, prune: bool) {
+        self.prune_uploaded = prune;
+    }
+
     /// Uploads every local file newer than the remote position: snapshots first, then L0 files
     /// in TXID order. Afterwards removes local files the store now holds, keeping the newest L0
     /// (it records the WAL position). Returns the number of files uploaded.
@@ -178,9 +187,11 @@ impl Replica {
             self.remote = Some(f.max_txid);
             n += 1;
         }
-        for f in &files {
-            if Some(f.max_txid) <= self.remote && Some(f.max_txid) < newest {
-                let _ = std::fs::remove_file(&f.path);
+        if self.prune_uploaded {
+            for f in &files {
+                if Some(f.max_txid) <= self.remote && Some(f.max_txid) < newest {
+                    let _ = std::fs::remove_file(&f.path);
+                }
             }
         }
         Ok(n)

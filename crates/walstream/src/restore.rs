@@ -32,6 +32,7 @@ mod apply;
 pub mod plan;
 
 pub use apply::apply;
+pub(crate) use apply::download;
 pub use plan::plan;
 
 /// Which state to restore.

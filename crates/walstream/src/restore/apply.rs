@@ -127,7 +127,7 @@ impl Drop for CancelOnDrop {
 /// stalled stream) is retried as [`RetryPolicy::restore`] says, resuming at the byte offset
 /// already received rather than starting over; an attempt that received bytes starts the retry
 /// count over, so a long download on a flaky network still finishes.
-async fn download(
+pub(crate) async fn download(
     store: &DynStore,
     replica: &str,
     info: &LtxFileInfo,
