@@ -8,3 +8,4 @@ mod gcs;
 mod litestream;
 mod restore_bad_input;
 mod restore_golden;
+mod s3;
