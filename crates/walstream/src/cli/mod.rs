@@ -7,6 +7,7 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
+pub mod databases;
 pub mod ltx;
 pub mod replicate;
 pub mod restore;
@@ -35,6 +36,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Lists the LTX files of a replica.
     Ltx(LtxArgs),
+    /// Lists the databases in the config file.
+    Databases(databases::DatabasesArgs),
     /// Prints the version.
     Version,
 }
@@ -162,7 +165,11 @@ pub fn init_logging(level: Option<&str>) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Replicate(args) => {
-            init_logging(args.log_level.as_deref());
+            let level = args
+                .log_level
+                .clone()
+                .or_else(|| replicate::config_log_level(&args));
+            init_logging(level.as_deref());
             replicate::run(args).await
         }
         Command::Restore(args) => {
@@ -172,6 +179,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ltx(args) => {
             init_logging(args.log_level.as_deref());
             ltx::run(args).await
+        }
+        Command::Databases(args) => {
+            init_logging(args.log_level.as_deref());
+            databases::run(args).await
         }
         Command::Version => {
             version::run();

@@ -45,7 +45,9 @@ pub struct ReplicateArgs {
     pub args: Vec<String>,
 }
 
-/// Finds the config file: `-config`, `$LITESTREAM_CONFIG`, `/etc/litestream.yml`, `/etc/walstream.yml`.
+/// Finds the config file: `-config`, `$LITESTREAM_CONFIG`, `/etc/litestream.yml`,
+/// `/etc/walstream.yml`. A path given by the flag or the variable is returned even if it does not
+/// exist (loading it then says so); the two defaults only when they exist.
 pub fn find_config(flag: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = flag {
         return Some(p.to_path_buf());
@@ -59,6 +61,29 @@ pub fn find_config(flag: Option<&Path>) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Loads a config file and logs its warnings (unknown keys, keys walstream does not act on).
+pub fn load_config(path: &Path, no_expand_env: bool) -> anyhow::Result<Config> {
+    let loaded = Config::load(path, !no_expand_env)?;
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    Ok(loaded.config)
+}
+
+/// The log level the config file asks for (`logging.level`), when neither `-log-level` nor
+/// `$LOG_LEVEL` is given. A config that does not load gives `None`; `replicate` reports why.
+pub fn config_log_level(args: &ReplicateArgs) -> Option<String> {
+    if args.log_level.is_some()
+        || std::env::var_os("LOG_LEVEL").is_some_and(|v| !v.is_empty())
+        || args.args.len() == 2
+    {
+        return None;
+    }
+    let path = find_config(args.config.as_deref())?;
+    let loaded = Config::load(&path, !args.no_expand_env).ok()?;
+    loaded.config.log_level().map(str::to_string)
+}
+
 /// One database to replicate.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -70,43 +95,50 @@ pub struct Target {
     pub opts: DbOptions,
 }
 
-fn targets(args: &ReplicateArgs) -> anyhow::Result<Vec<Target>> {
+/// The databases to replicate and the command to run (`-exec`, else the config's `exec`).
+fn targets(args: &ReplicateArgs) -> anyhow::Result<(Vec<Target>, Option<String>)> {
     match args.args.as_slice() {
         [db, url] => {
             if args.config.is_some() {
                 anyhow::bail!("cannot specify a replica URL and -config at the same time");
             }
-            Ok(vec![Target {
-                db: PathBuf::from(db),
-                replica: ReplicaConfig {
-                    url: Some(url.clone()),
-                    ..Default::default()
-                },
-                opts: DbOptions::default(),
-            }])
+            Ok((
+                vec![Target {
+                    db: PathBuf::from(db),
+                    replica: ReplicaConfig {
+                        url: Some(url.clone()),
+                        ..Default::default()
+                    },
+                    opts: DbOptions::default(),
+                }],
+                args.exec.clone(),
+            ))
         }
         [one] => anyhow::bail!("must specify a replica URL after the database path {one:?}"),
         _ => {
             let Some(path) = find_config(args.config.as_deref()) else {
-                return embedded_default();
+                return Ok((embedded_default()?, args.exec.clone()));
             };
-            let cfg = Config::load(&path)?;
+            let cfg = load_config(&path, args.no_expand_env)?;
             if cfg.dbs.is_empty() {
                 anyhow::bail!("config {}: no databases specified", path.display());
             }
-            cfg.dbs
-                .iter()
-                .map(|d| {
-                    let db = d.path.clone().with_context(|| {
-                        format!("config {}: a database has no `path`", path.display())
-                    })?;
-                    Ok(Target {
-                        replica: d.replica_config(&path)?,
-                        opts: d.db_options(&path)?,
-                        db,
-                    })
+            let targets: Vec<Target> = cfg
+                .databases()?
+                .into_iter()
+                .map(|d| Target {
+                    db: d.path,
+                    replica: d.replica,
+                    opts: d.options,
                 })
-                .collect()
+                .collect();
+            if targets.is_empty() {
+                warn!(
+                    "config {}: no databases found yet (directory entries are watched for none)",
+                    path.display()
+                );
+            }
+            Ok((targets, args.exec.clone().or(cfg.exec)))
         }
     }
 }
@@ -139,7 +171,7 @@ fn embedded_default() -> anyhow::Result<Vec<Target>> {
 
 /// Runs replication until SIGINT/SIGTERM (or once, or until the -exec child exits).
 pub async fn run(args: ReplicateArgs) -> anyhow::Result<()> {
-    let targets = targets(&args)?;
+    let (targets, exec) = targets(&args)?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for t in targets {
@@ -156,7 +188,7 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut child = match &args.exec {
+    let mut child = match &exec {
         Some(cmd) => Some(
             tokio::process::Command::new("sh")
                 .arg("-c")
@@ -229,6 +261,7 @@ async fn start_db(
             Ok(())
         }));
     }
+    let sync_interval = t.replica.sync_interval_or_default();
     let (tx, mut rx) = tokio::sync::watch::channel(None::<TxId>);
     let stop2 = stop.clone();
     let thread = std::thread::Builder::new()
@@ -236,7 +269,6 @@ async fn start_db(
         .spawn(move || db_loop(db, tx, stop2))
         .context("spawn database thread")?;
     Ok(tokio::spawn(async move {
-        let sync_interval = Duration::from_secs(1);
         let mut last_err: Option<String> = None;
         loop {
             let stopping = stop.load(Ordering::SeqCst);

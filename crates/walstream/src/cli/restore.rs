@@ -98,9 +98,21 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     };
 
     let source = Source::parse(&args.path);
-    let url = source.replica_url(args.config.as_deref())?;
-    let Some(output) = args.output.clone() else {
-        anyhow::bail!("-o is required when restoring from a replica URL: walstream restore -o /path/to/db {url}");
+    // A replica URL (or directory) needs -o; a database path finds its replica in the config
+    // file and restores to itself unless -o says otherwise, as in Litestream.
+    let (replica, output) = match &source {
+        Source::Replica(_) => {
+            let url = source.replica_url(args.config.as_deref())?;
+            let Some(output) = args.output.clone() else {
+                anyhow::bail!("-o is required when restoring from a replica URL: walstream restore -o /path/to/db {url}");
+            };
+            (Err(url.to_string()), output)
+        }
+        Source::Database(db) => {
+            let found = db_from_config(db, args.config.as_deref(), args.no_expand_env)?;
+            let output = args.output.clone().unwrap_or_else(|| found.path.clone());
+            (Ok(found), output)
+        }
     };
     let output_str = output.to_string_lossy().into_owned();
 
@@ -112,7 +124,11 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         restore::check_output(&output, args.force)?;
     }
 
-    let store = storage::open_url(url).with_context(|| format!("open replica {url}"))?;
+    let store = match &replica {
+        Err(url) => storage::open_url(url).with_context(|| format!("open replica {url}"))?,
+        Ok(db) => storage::open_replica(&db.replica)
+            .with_context(|| format!("open the replica of {}", db.path.display()))?,
+    };
     let files = restore::list(store.as_ref()).await?;
     let chain = match restore::plan(&files, &target, &store.describe()) {
         Ok(chain) => chain,
@@ -157,6 +173,34 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
     }
     Ok(())
+}
+
+/// The database `db` as the config file lists it (`-config`, `$LITESTREAM_CONFIG`,
+/// `/etc/litestream.yml`, `/etc/walstream.yml`), with its replica.
+fn db_from_config(
+    db: &std::path::Path,
+    config: Option<&std::path::Path>,
+    no_expand_env: bool,
+) -> anyhow::Result<crate::config::ResolvedDb> {
+    let Some(path) = super::replicate::find_config(config) else {
+        anyhow::bail!(
+            "{}: not a replica URL or replica directory (no ltx/ inside), and no config file to \
+             look the database up in (-config, $LITESTREAM_CONFIG, /etc/litestream.yml, \
+             /etc/walstream.yml)",
+            db.display()
+        );
+    };
+    let cfg = super::replicate::load_config(&path, no_expand_env)?;
+    match cfg.find_db(db)? {
+        Some(found) => Ok(found),
+        None => anyhow::bail!(
+            "database not found in config: {} (config {})",
+            crate::config::expand_path(&db.to_string_lossy())
+                .unwrap_or_else(|_| db.to_path_buf())
+                .display(),
+            path.display()
+        ),
+    }
 }
 
 /// The `-dry-run` output, in Litestream's layout.

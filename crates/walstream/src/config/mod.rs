@@ -1,273 +1,547 @@
-//! The YAML config file (Litestream 0.5's format). This first cut reads `dbs[].path`,
-//! `meta-path`, the per-database timing keys, and a `replica` (or one-element `replicas`) given
-//! as `url` or `type: file` + `path`. The rest of Litestream's keys arrive with the storage work.
+//! The YAML config file, in Litestream 0.5's format.
+//!
+//! [`Config::load`] reads a file, expands `$VAR`/`${VAR}` from the environment (unless told not
+//! to), parses every key Litestream 0.5.17 reads, checks the values as Litestream does, and merges
+//! the top-level replica keys into each database's replica. It starts nothing and prints nothing:
+//! what deserves a word comes back as [`Warning`]s, each with its line and column:
+//! - a key Litestream does not know (a typo, or a 0.3-era key such as a replica's `retention`),
+//!   which Litestream silently ignores;
+//! - a key walstream reads but does not act on yet (metrics, the control socket, compaction
+//!   levels, ...).
+//!
+//! A value of the wrong type or shape is a [`ConfigError`] naming the file, line and column.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), walstream::config::ConfigError> {
+//! let loaded = walstream::config::Config::load("/etc/litestream.yml".as_ref(), true)?;
+//! for w in &loaded.warnings {
+//!     eprintln!("warning: {w}");
+//! }
+//! for db in loaded.config.databases()? {
+//!     println!("{} -> {}", db.path.display(), db.replica.replica_type());
+//! }
+//! # Ok(()) }
+//! ```
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::db::DbOptions;
 
-/// Errors loading a config.
+mod dir;
+pub mod env;
+pub mod locate;
+mod replica;
+mod validate;
+pub mod values;
+
+pub use self::locate::{KeyPath, Pos};
+pub use self::replica::{AgeConfig, ReplicaConfig, DEFAULT_SYNC_INTERVAL, SECRET_KEYS};
+pub use self::values::{fmt_duration, parse_duration, parse_size};
+use self::values::{opt_bool, opt_duration};
+
+/// Errors loading a config. Each names the file; parse and validation errors name the line and
+/// column too. None of them carries a secret's value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The file does not exist.
+    #[error("config file not found: {}", path.display())]
+    NotFound {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file could not be read.
-    #[error("config {path}: {source}")]
+    #[error("config {}: {source}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
-    /// The YAML is invalid (the message has line and column).
-    #[error("config {path}: {message}")]
+    /// The YAML is malformed, or a value has the wrong type.
+    #[error("config {}: {message}", at(path, *pos))]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What and where.
+        /// Where, when known.
+        pos: Option<Pos>,
+        /// What.
         message: String,
     },
-    /// A value is invalid.
-    #[error("config {path}: {message}")]
+    /// A value breaks one of Litestream's rules (a missing replica, `url` and `bucket` together,
+    /// a zero interval, ...).
+    #[error("config {}: {message}", at(path, *pos))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
+        /// Where, when known.
+        pos: Option<Pos>,
+        /// What, starting with the key's path.
         message: String,
     },
 }
 
-/// The whole file.
+impl ConfigError {
+    /// The line and column the error points at, if any.
+    pub fn pos(&self) -> Option<Pos> {
+        match self {
+            ConfigError::Parse { pos, .. } | ConfigError::Invalid { pos, .. } => *pos,
+            _ => None,
+        }
+    }
+}
+
+/// `file:line:column`, or just the file.
+fn at(path: &Path, pos: Option<Pos>) -> String {
+    match pos {
+        Some(p) => format!("{}:{}:{}", path.display(), p.line, p.column),
+        None => path.display().to_string(),
+    }
+}
+
+/// What a [`Warning`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WarningKind {
+    /// A key Litestream 0.5 does not read either; it is ignored.
+    UnknownKey,
+    /// A key walstream reads but does not act on yet.
+    Unsupported,
+    /// A key that has no effect in Litestream 0.5 either, or does not apply to this replica type.
+    NoEffect,
+}
+
+/// Something in the config worth a word: the key, where it is, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The config file.
+    pub file: PathBuf,
+    /// The key's position.
+    pub pos: Option<Pos>,
+    /// The key, e.g. `dbs[0].replica.retention`.
+    pub key: KeyPath,
+    /// What kind of warning.
+    pub kind: WarningKind,
+    /// The explanation.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "config {}: {}: {}",
+            at(&self.file, self.pos),
+            self.key,
+            self.message
+        )
+    }
+}
+
+/// A loaded config and what was noticed on the way.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The config, with top-level replica defaults merged into each replica.
+    pub config: Config,
+    /// Warnings, in file order.
+    pub warnings: Vec<Warning>,
+}
+
+/// The whole file. Keys are Litestream's; `Option` fields are `None` when absent, and accessors
+/// give Litestream's defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Config {
-    /// Databases.
-    #[serde(default)]
+    /// The file it came from (empty for text parsed directly).
+    #[serde(skip)]
+    pub file: PathBuf,
+    /// Top-level replica keys: defaults for every replica (already merged into `dbs`).
+    #[serde(skip)]
+    pub defaults: ReplicaConfig,
+    /// `addr`: Prometheus metrics address (not supported yet).
+    pub addr: Option<String>,
+    /// `socket`: the control socket (not supported yet).
+    pub socket: Option<SocketConfig>,
+    /// `levels`: compaction levels L1.. (not supported yet).
+    #[serde(default, deserialize_with = "null_default")]
+    pub levels: Option<Vec<LevelConfig>>,
+    /// `snapshot` (not supported yet).
+    pub snapshot: Option<SnapshotConfig>,
+    /// `validation` (not supported yet).
+    pub validation: Option<ValidationConfig>,
+    /// `l0-retention` (not supported yet).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub l0_retention: Option<Duration>,
+    /// `l0-retention-check-interval` (not supported yet).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub l0_retention_check_interval: Option<Duration>,
+    /// `verify-compaction` (not supported yet).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub verify_compaction: Option<bool>,
+    /// `retention` (only `enabled: false`, walstream's behaviour today, has its effect).
+    pub retention: Option<RetentionConfig>,
+    /// `heartbeat-url` (not supported yet).
+    pub heartbeat_url: Option<String>,
+    /// `heartbeat-interval` (not supported yet).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub heartbeat_interval: Option<Duration>,
+    /// `exec`: the command `replicate` runs when `-exec` is not given.
+    pub exec: Option<String>,
+    /// `logging`.
+    pub logging: Option<LoggingConfig>,
+    /// `mcp-addr` (not supported).
+    pub mcp_addr: Option<String>,
+    /// `shutdown-sync-timeout` (not supported yet).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub shutdown_sync_timeout: Option<Duration>,
+    /// `shutdown-sync-interval` (not supported yet).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub shutdown_sync_interval: Option<Duration>,
+    /// `dbs`.
+    #[serde(default, deserialize_with = "null_default")]
     pub dbs: Vec<DbConfig>,
 }
 
-/// One `dbs[]` entry.
+/// `socket:`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct SocketConfig {
+    /// `enabled`.
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub enabled: Option<bool>,
+    /// `path`.
+    pub path: Option<String>,
+    /// `permissions`.
+    pub permissions: Option<u32>,
+}
+
+/// One `levels[]` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct LevelConfig {
+    /// `interval`.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub interval: Option<Duration>,
+}
+
+/// `snapshot:`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct SnapshotConfig {
+    /// `interval` (default 24 h).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub interval: Option<Duration>,
+    /// `retention` (default 24 h).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub retention: Option<Duration>,
+}
+
+/// `validation:`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ValidationConfig {
+    /// `interval`.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub interval: Option<Duration>,
+}
+
+/// `retention:`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct RetentionConfig {
+    /// `enabled` (default true).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub enabled: Option<bool>,
+}
+
+/// `logging:`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct LoggingConfig {
+    /// `level`: debug, info, warn, error.
+    pub level: Option<String>,
+    /// `type`: text or json.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// `stderr` (walstream always logs to stderr).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub stderr: Option<bool>,
+}
+
+/// One `dbs[]` entry: a database (`path`), or a directory of them (`dir` + `pattern`).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
 pub struct DbConfig {
-    /// Database path.
-    pub path: Option<PathBuf>,
+    /// Database path, as written (see [`DbConfig::db_path`]).
+    pub path: Option<String>,
+    /// Directory of databases.
+    pub dir: Option<String>,
+    /// File name pattern in `dir` (Go `filepath.Match`: `*`, `?`, `[a-z]`).
+    pub pattern: Option<String>,
+    /// Look in subdirectories of `dir` too.
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub recursive: Option<bool>,
+    /// Pick up databases created in `dir` later (not supported yet).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub watch: Option<bool>,
     /// Meta directory.
-    pub meta_path: Option<PathBuf>,
-    /// `monitor-interval`.
-    pub monitor_interval: Option<String>,
-    /// `checkpoint-interval`.
-    pub checkpoint_interval: Option<String>,
-    /// `busy-timeout`.
-    pub busy_timeout: Option<String>,
-    /// `min-checkpoint-page-count`.
+    pub meta_path: Option<String>,
+    /// `monitor-interval` (default 1 s).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub monitor_interval: Option<Duration>,
+    /// `checkpoint-interval` (default 1 m).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub checkpoint_interval: Option<Duration>,
+    /// `busy-timeout` (default 1 s).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub busy_timeout: Option<Duration>,
+    /// `min-checkpoint-page-count` (default 1000).
     pub min_checkpoint_page_count: Option<u64>,
-    /// `truncate-page-n`.
+    /// `truncate-page-n` (default 121359).
     pub truncate_page_n: Option<u64>,
-    /// `max-sync-wal-bytes`.
+    /// `max-sync-wal-bytes` (default 64 MiB).
     pub max_sync_wal_bytes: Option<u64>,
+    /// `restore-if-db-not-exists` (not supported yet).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub restore_if_db_not_exists: Option<bool>,
     /// The replica.
     pub replica: Option<ReplicaConfig>,
     /// Deprecated list form; one element only.
     pub replicas: Option<Vec<ReplicaConfig>>,
 }
 
-/// A replica: every key Litestream 0.5 reads for any replica type. Top-level replica keys are
-/// defaults for every database's replica. Backends read the keys of their type from here.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "kebab-case")]
-pub struct ReplicaConfig {
-    /// `type` (file, s3, gs, abs, sftp, ...). Inferred from `url` when absent.
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    /// URL form, e.g. `s3://bucket/path?endpoint=...&region=...&forcePathStyle=true`.
-    pub url: Option<String>,
-    /// Path (file replicas), or the path inside a bucket/container/server.
-    pub path: Option<String>,
-    /// `sync-interval`.
-    pub sync_interval: Option<String>,
-    /// s3/gs/abs: bucket (container for abs).
-    pub bucket: Option<String>,
-    /// s3: region.
-    pub region: Option<String>,
-    /// s3: endpoint URL for S3-compatibles.
-    pub endpoint: Option<String>,
-    /// s3: path-style addressing.
-    pub force_path_style: Option<bool>,
-    /// s3: access key ID.
-    pub access_key_id: Option<String>,
-    /// s3: secret access key. Never logged.
-    pub secret_access_key: Option<String>,
-    /// s3: sign the payload.
-    pub sign_payload: Option<bool>,
-    /// s3: send Content-MD5.
-    pub require_content_md5: Option<bool>,
-    /// s3: skip TLS verification.
-    pub skip_verify: Option<bool>,
-    /// s3: storage class.
-    pub storage_class: Option<String>,
-    /// s3: multipart part size (bytes, or a size like `5MB`).
-    pub part_size: Option<serde_norway::Value>,
-    /// s3: multipart concurrency.
-    pub concurrency: Option<u32>,
-    /// s3: SSE-C algorithm.
-    pub sse_customer_algorithm: Option<String>,
-    /// s3: SSE-C key. Never logged.
-    pub sse_customer_key: Option<String>,
-    /// s3: SSE-C key file.
-    pub sse_customer_key_path: Option<String>,
-    /// s3: SSE-KMS key ID.
-    pub sse_kms_key_id: Option<String>,
-    /// abs: storage account name.
-    pub account_name: Option<String>,
-    /// abs: account key. Never logged.
-    pub account_key: Option<String>,
-    /// abs: SAS token. Never logged.
-    pub sas_token: Option<String>,
-    /// sftp: `host[:port]`.
-    pub host: Option<String>,
-    /// sftp: user.
-    pub user: Option<String>,
-    /// sftp: password. Never logged.
-    pub password: Option<String>,
-    /// sftp: private key file.
-    pub key_path: Option<String>,
-    /// sftp: expected host key (authorized_keys format).
-    pub host_key: Option<String>,
+/// A database to replicate or restore, resolved from a `dbs[]` entry: its absolute path, its
+/// replica (top-level defaults merged in) and its options.
+#[derive(Debug, Clone)]
+pub struct ResolvedDb {
+    /// Index of the `dbs[]` entry it came from.
+    pub index: usize,
+    /// Absolute database path.
+    pub path: PathBuf,
+    /// The replica.
+    pub replica: ReplicaConfig,
+    /// Loop options.
+    pub options: DbOptions,
+    /// `restore-if-db-not-exists`.
+    pub restore_if_db_not_exists: bool,
 }
 
-/// Parses Go-style durations: `500ms`, `1s`, `5m`, `24h`, `1h30m`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (num, tail) = rest.split_at(num_end);
-        let v: f64 = num.parse().ok()?;
-        let unit_end = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_end);
-        let secs = match unit {
-            "ns" => v / 1e9,
-            "us" | "µs" => v / 1e6,
-            "ms" => v / 1e3,
-            "s" => v,
-            "m" => v * 60.0,
-            "h" => v * 3600.0,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(secs);
-        rest = tail;
-    }
-    Some(total)
+/// Default `snapshot.interval` and `snapshot.retention`.
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Default `l0-retention`.
+pub const DEFAULT_L0_RETENTION: Duration = Duration::from_secs(300);
+/// Default compaction levels L1, L2, L3.
+pub const DEFAULT_LEVEL_INTERVALS: [Duration; 3] = [
+    Duration::from_secs(30),
+    Duration::from_secs(300),
+    Duration::from_secs(3600),
+];
+/// Default `heartbeat-interval`.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
+/// Default `shutdown-sync-timeout`.
+pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `shutdown-sync-interval`.
+pub const DEFAULT_SHUTDOWN_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
+/// serde: a `null` value reads as the default (as Go's YAML library leaves a nil slice).
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Config {
-    /// Reads and parses a file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    /// Reads `path`, expands `$VAR`/`${VAR}` when `expand_env`, and parses it.
+    pub fn load(path: &Path, expand_env: bool) -> Result<LoadedConfig, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let text = if expand_env { env::expand(&text) } else { text };
         Self::parse(&text, path)
     }
 
-    /// Parses text; `path` is for messages.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let c: Config = serde_norway::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(c)
+    /// Parses config text (already expanded); `file` is for messages.
+    pub fn parse(text: &str, file: &Path) -> Result<LoadedConfig, ConfigError> {
+        validate::parse(text, file)
+    }
+
+    /// Compaction intervals for L1.. (Litestream's defaults when `levels` is absent).
+    pub fn level_intervals(&self) -> Vec<Duration> {
+        match &self.levels {
+            Some(levels) => levels
+                .iter()
+                .map(|l| l.interval.unwrap_or_default())
+                .collect(),
+            None => DEFAULT_LEVEL_INTERVALS.to_vec(),
+        }
+    }
+
+    /// `snapshot.interval`, default 24 h.
+    pub fn snapshot_interval(&self) -> Duration {
+        self.snapshot
+            .as_ref()
+            .and_then(|s| s.interval)
+            .unwrap_or(DEFAULT_SNAPSHOT_INTERVAL)
+    }
+
+    /// `snapshot.retention`, default 24 h.
+    pub fn snapshot_retention(&self) -> Duration {
+        self.snapshot
+            .as_ref()
+            .and_then(|s| s.retention)
+            .unwrap_or(DEFAULT_SNAPSHOT_INTERVAL)
+    }
+
+    /// `l0-retention`, default 5 m.
+    pub fn l0_retention(&self) -> Duration {
+        self.l0_retention.unwrap_or(DEFAULT_L0_RETENTION)
+    }
+
+    /// `retention.enabled`, default true.
+    pub fn retention_enabled(&self) -> bool {
+        self.retention
+            .as_ref()
+            .and_then(|r| r.enabled)
+            .unwrap_or(true)
+    }
+
+    /// `logging.level`, if set.
+    pub fn log_level(&self) -> Option<&str> {
+        self.logging
+            .as_ref()
+            .and_then(|l| l.level.as_deref())
+            .filter(|l| !l.trim().is_empty())
+    }
+
+    /// Every database to replicate: `path` entries as they are, `dir` entries scanned for
+    /// SQLite files now. Errors name the entry (a directory that cannot be read, or holds no
+    /// database and is not watched).
+    pub fn databases(&self) -> Result<Vec<ResolvedDb>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, db) in self.dbs.iter().enumerate() {
+            if db.path.is_some() {
+                out.push(self.resolve(i, db)?);
+                continue;
+            }
+            for found in dir::scan_entry(db).map_err(|message| self.invalid(i, message))? {
+                out.push(self.resolve(i, &found)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The database at `db_path` (compared after making it absolute): a `path` entry, or a
+    /// file that a `dir` entry's pattern covers (it need not exist, so that it can be restored).
+    pub fn find_db(&self, db_path: &Path) -> Result<Option<ResolvedDb>, ConfigError> {
+        let want = expand_path(&db_path.to_string_lossy())
+            .map_err(|e| self.invalid_msg(format!("{}: {e}", db_path.display())))?;
+        for (i, db) in self.dbs.iter().enumerate() {
+            if db.path.is_some() {
+                if db.db_path().ok().as_deref() == Some(want.as_path()) {
+                    return self.resolve(i, db).map(Some);
+                }
+            } else if let Some(found) = dir::entry_for(db, &want) {
+                return self.resolve(i, &found).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn resolve(&self, index: usize, db: &DbConfig) -> Result<ResolvedDb, ConfigError> {
+        let path = db
+            .db_path()
+            .map_err(|m| self.invalid(index, format!("path: {m}")))?;
+        let replica = db
+            .the_replica()
+            .cloned()
+            .ok_or_else(|| self.invalid(index, "must specify replica for database".into()))?;
+        Ok(ResolvedDb {
+            index,
+            path,
+            replica,
+            options: db
+                .db_options()
+                .map_err(|m| self.invalid(index, format!("meta-path: {m}")))?,
+            restore_if_db_not_exists: db.restore_if_db_not_exists.unwrap_or(false),
+        })
+    }
+
+    fn invalid(&self, index: usize, message: String) -> ConfigError {
+        self.invalid_msg(format!("dbs[{index}]: {message}"))
+    }
+
+    fn invalid_msg(&self, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.file.clone(),
+            pos: None,
+            message,
+        }
     }
 }
 
 impl DbConfig {
-    /// The one replica, from `replica` or a one-element `replicas`.
+    /// The one replica, from `replica` or a one-element `replicas` (checked at load).
     pub fn the_replica(&self) -> Option<&ReplicaConfig> {
         self.replica
             .as_ref()
             .or_else(|| self.replicas.as_ref().and_then(|r| r.first()))
     }
 
-    /// The replica as a URL or path `storage::open_url` understands.
-    pub fn replica_url(&self, cfg_path: &Path) -> Result<String, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            path: cfg_path.to_path_buf(),
-            message,
-        };
-        if self.replicas.as_ref().is_some_and(|r| r.len() > 1) {
-            return Err(invalid(
-                "only one replica per database is supported (`replicas` has more than one)".into(),
-            ));
-        }
-        let r = self
-            .the_replica()
-            .ok_or_else(|| invalid("database has no replica".into()))?;
-        if let Some(u) = &r.url {
-            return Ok(u.clone());
-        }
-        match r.kind.as_deref() {
-            None | Some("file") => r
-                .path
-                .clone()
-                .ok_or_else(|| invalid("file replica needs `path` or `url`".into())),
-            Some(other) => Err(invalid(format!(
-                "replica type {other:?} needs `url` for now"
-            ))),
+    /// The database path made absolute as Litestream does: a `sqlite://` or `sqlite3://`
+    /// prefix dropped, `~` expanded, relative paths joined to the current directory.
+    pub fn db_path(&self) -> Result<PathBuf, String> {
+        expand_path(self.path.as_deref().unwrap_or(""))
+    }
+
+    /// What `databases` shows for this entry: the database path, or `<dir>/<pattern>`.
+    pub fn display_path(&self) -> String {
+        match (&self.path, &self.dir) {
+            (Some(_), _) => self
+                .db_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| self.path.clone().unwrap_or_default()),
+            (None, Some(dir)) => {
+                let dir = expand_path(dir).unwrap_or_else(|_| PathBuf::from(dir));
+                let pattern = self.pattern.as_deref().unwrap_or("");
+                if self.recursive == Some(true) {
+                    format!("{}/**/{pattern}", dir.display())
+                } else {
+                    format!("{}/{pattern}", dir.display())
+                }
+            }
+            (None, None) => String::new(),
         }
     }
 
-    /// The one replica's config (checked: at most one in `replicas`).
-    pub fn replica_config(&self, cfg_path: &Path) -> Result<ReplicaConfig, ConfigError> {
-        if self.replicas.as_ref().is_some_and(|r| r.len() > 1) {
-            return Err(ConfigError::Invalid {
-                path: cfg_path.to_path_buf(),
-                message:
-                    "only one replica per database is supported (`replicas` has more than one)"
-                        .into(),
-            });
-        }
-        self.the_replica()
-            .cloned()
-            .ok_or_else(|| ConfigError::Invalid {
-                path: cfg_path.to_path_buf(),
-                message: "database has no replica".into(),
-            })
-    }
-
-    /// Database options with defaults.
-    pub fn db_options(&self, cfg_path: &Path) -> Result<DbOptions, ConfigError> {
+    /// The replication loop's options: Litestream's defaults, overridden by the keys given.
+    pub fn db_options(&self) -> Result<DbOptions, String> {
         let mut o = DbOptions {
-            meta_path: self.meta_path.clone(),
+            meta_path: match &self.meta_path {
+                Some(m) => Some(expand_path(m)?),
+                None => None,
+            },
             ..DbOptions::default()
         };
-        let dur = |key: &str, v: &Option<String>, slot: &mut Duration| -> Result<(), ConfigError> {
-            if let Some(s) = v {
-                *slot = parse_duration(s).ok_or_else(|| ConfigError::Invalid {
-                    path: cfg_path.to_path_buf(),
-                    message: format!("{key}: invalid duration {s:?}"),
-                })?;
-            }
-            Ok(())
-        };
-        dur(
-            "monitor-interval",
-            &self.monitor_interval,
-            &mut o.monitor_interval,
-        )?;
-        dur(
-            "checkpoint-interval",
-            &self.checkpoint_interval,
-            &mut o.checkpoint_interval,
-        )?;
-        dur("busy-timeout", &self.busy_timeout, &mut o.busy_timeout)?;
+        if let Some(v) = self.monitor_interval {
+            o.monitor_interval = v;
+        }
+        if let Some(v) = self.checkpoint_interval {
+            o.checkpoint_interval = v;
+        }
+        if let Some(v) = self.busy_timeout {
+            o.busy_timeout = v;
+        }
         if let Some(v) = self.min_checkpoint_page_count {
             o.min_checkpoint_page_count = v;
         }
@@ -281,39 +555,40 @@ impl DbConfig {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parse_duration_go_forms() {
-        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5 parsecs"), None);
-        assert_eq!(parse_duration("abc"), None);
+/// Litestream's `expand()` for a database or meta path: drop a `sqlite://`/`sqlite3://` prefix,
+/// expand a leading `~` from `$HOME`, make the path absolute and clean it lexically.
+pub fn expand_path(p: &str) -> Result<PathBuf, String> {
+    let p = p
+        .strip_prefix("sqlite3://")
+        .or_else(|| p.strip_prefix("sqlite://"))
+        .unwrap_or(p);
+    if p.is_empty() {
+        return Err("path required".to_string());
     }
-
-    #[test]
-    fn config_file_replica_forms() {
-        let c = Config::parse(
-            "dbs:\n  - path: /a.db\n    replica:\n      url: file:///b\n  - path: /c.db\n    replicas:\n      - type: file\n        path: /d\n",
-            Path::new("x.yml"),
-        )
-        .unwrap();
-        assert_eq!(c.dbs[0].replica_url(Path::new("x")).unwrap(), "file:///b");
-        assert_eq!(c.dbs[1].replica_url(Path::new("x")).unwrap(), "/d");
+    let expanded = match p.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| format!("cannot expand path {p}, no home directory available"))?;
+            PathBuf::from(home).join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(p),
+    };
+    let abs = std::path::absolute(&expanded).map_err(|e| format!("{p}: {e}"))?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if out.parent().is_some() {
+                    out.pop();
+                }
+            }
+            c => out.push(c),
+        }
     }
-
-    #[test]
-    fn config_invalid_yaml_names_line() {
-        let e = Config::parse("dbs:\n  - path: [\n", Path::new("bad.yml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("bad.yml"), "{e}");
-        assert!(e.contains("line"), "{e}");
-    }
+    Ok(out)
 }
+
+#[cfg(test)]
+mod tests;
