@@ -4,6 +4,7 @@ pub mod util;
 mod azure;
 mod backend_cycle;
 mod cli;
+mod config;
 mod gcs;
 mod litestream;
 mod restore_bad_input;
