@@ -497,3 +497,90 @@ fn config_secrets_never_in_output() {
         );
     }
 }
+
+#[test]
+fn config_directory_entry_replicates_each_database_to_its_own_path() {
+    let dir = util::tempdir();
+    let d = dir.path();
+    let t = d.join("tenants");
+    std::fs::create_dir_all(t.join("sub")).unwrap();
+    make_db(&t.join("acme.db"), 40);
+    make_db(&t.join("sub/beta.db"), 70);
+    write(&t.join("notes.db"), "not a database, despite the name");
+    let cfg = d.join("dir.yml");
+    write(
+        &cfg,
+        &format!(
+            "dbs:\n  - dir: {t}\n    pattern: '*.db'\n    recursive: true\n    meta-path: {d}/meta\n    replica:\n      path: {d}/backup\n",
+            t = t.display(),
+            d = d.display()
+        ),
+    );
+    walstream_env(
+        &["replicate", "-once", "-config", cfg.to_str().unwrap()],
+        &[],
+    )
+    .success();
+    assert!(d.join("backup/acme.db/ltx").is_dir());
+    assert!(d.join("backup/sub/beta.db/ltx").is_dir());
+    assert!(!d.join("backup/notes.db").exists());
+    // Each database has its own meta directory under meta-path.
+    assert!(d.join("meta/.acme.db-litestream").is_dir());
+    assert!(d.join("meta/sub/.beta.db-litestream").is_dir());
+    for name in ["acme.db", "sub/beta.db"] {
+        let out = d.join(format!("out-{}", name.replace('/', "-")));
+        walstream_env(
+            &[
+                "restore",
+                "-config",
+                cfg.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                t.join(name).to_str().unwrap(),
+            ],
+            &[],
+        )
+        .success();
+        assert_eq!(
+            util::logical_digest(&out),
+            util::logical_digest(&t.join(name))
+        );
+    }
+}
+
+#[test]
+fn config_logging_level_applies_unless_flag_or_env_says_otherwise() {
+    let dir = util::tempdir();
+    let d = dir.path();
+    let db = d.join("app.db");
+    make_db(&db, 5);
+    let cfg = d.join("log.yml");
+    write(
+        &cfg,
+        &format!(
+            "logging:\n  level: debug\ndbs:\n  - path: {}\n    replica:\n      path: {}/r\n",
+            db.display(),
+            d.display()
+        ),
+    );
+    let c = cfg.to_str().unwrap();
+    let r = walstream_env(&["replicate", "-once", "-config", c], &[]);
+    r.success();
+    assert!(r.stderr.contains("DEBUG"), "{}", r.stderr);
+    let r = walstream_env(
+        &["replicate", "-once", "-config", c],
+        &[("LOG_LEVEL", "error")],
+    );
+    r.success();
+    assert!(
+        !r.stderr.contains("DEBUG") && !r.stderr.contains("INFO"),
+        "{}",
+        r.stderr
+    );
+    let r = walstream_env(
+        &["replicate", "-once", "-log-level", "warn", "-config", c],
+        &[],
+    );
+    r.success();
+    assert!(!r.stderr.contains("DEBUG"), "{}", r.stderr);
+}
