@@ -4,6 +4,8 @@ pub mod util;
 mod azure;
 mod backend_cycle;
 mod cli;
+mod fault_proxy;
+mod faults;
 mod config;
 mod gcs;
 mod litestream;
