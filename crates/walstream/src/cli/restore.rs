@@ -106,12 +106,12 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
             let Some(output) = args.output.clone() else {
                 anyhow::bail!("-o is required when restoring from a replica URL: walstream restore -o /path/to/db {url}");
             };
-            (Err(url.to_string()), output)
+            (ReplicaFrom::Url(url.to_string()), output)
         }
         Source::Database(db) => {
             let found = db_from_config(db, args.config.as_deref(), args.no_expand_env)?;
             let output = args.output.clone().unwrap_or_else(|| found.path.clone());
-            (Ok(found), output)
+            (ReplicaFrom::Config(Box::new(found)), output)
         }
     };
     let output_str = output.to_string_lossy().into_owned();
@@ -125,8 +125,10 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     }
 
     let store = match &replica {
-        Err(url) => storage::open_url(url).with_context(|| format!("open replica {url}"))?,
-        Ok(db) => storage::open_replica(&db.replica)
+        ReplicaFrom::Url(url) => {
+            storage::open_url(url).with_context(|| format!("open replica {url}"))?
+        }
+        ReplicaFrom::Config(db) => storage::open_replica(&db.replica)
             .with_context(|| format!("open the replica of {}", db.path.display()))?,
     };
     let files = restore::list(store.as_ref()).await?;
@@ -173,6 +175,12 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
     }
     Ok(())
+}
+
+/// Where the replica comes from: a URL or directory argument, or a database's config entry.
+enum ReplicaFrom {
+    Url(String),
+    Config(Box<crate::config::ResolvedDb>),
 }
 
 /// The database `db` as the config file lists it (`-config`, `$LITESTREAM_CONFIG`,
