@@ -402,7 +402,6 @@ mod tests {
     #[test]
     fn open_url_cloud_schemes_not_supported_yet() {
         for (url, scheme) in [
-            ("sftp://user:hunter2@host:22/path", "sftp"),
             ("webdavs://host/path", "webdavs"),
             ("nats://host/bucket", "nats"),
         ] {

@@ -142,6 +142,12 @@ fn azure_replication_cycle_through_the_binary() {
 }
 
 #[test]
+fn azure_litestream_writes_walstream_restores() {
+    let a = azurite();
+    backend_cycle::litestream_writes_walstream_restores(&remote(&a, &unique("from-litestream")));
+}
+
+#[test]
 fn azure_bad_input_fails_clearly_without_secrets() {
     let a = azurite();
     let path = unique("bad");

@@ -94,7 +94,10 @@ async fn gcs_missing_bucket_is_permanent_and_named() {
         .await
         .unwrap_err();
     assert!(
-        !err.is_retryable() && err.to_string().contains("bucket \"no-such-bucket\" not found"),
+        !err.is_retryable()
+            && err
+                .to_string()
+                .contains("bucket \"no-such-bucket\" not found"),
         "{err}"
     );
 }
@@ -104,6 +107,17 @@ fn gcs_replication_cycle_through_the_binary() {
     let e = emulator();
     let path = unique("cycle");
     backend_cycle::replication_cycle(&Remote {
+        replica_yaml: format!("type: gs\nbucket: {}\npath: {path}", e.bucket),
+        url: format!("gs://{}/{path}", e.bucket),
+        env: vec![],
+    });
+}
+
+#[test]
+fn gcs_litestream_writes_walstream_restores() {
+    let e = emulator();
+    let path = unique("from-litestream");
+    backend_cycle::litestream_writes_walstream_restores(&Remote {
         replica_yaml: format!("type: gs\nbucket: {}\npath: {path}", e.bucket),
         url: format!("gs://{}/{path}", e.bucket),
         env: vec![],

@@ -12,3 +12,4 @@ mod litestream;
 mod restore_bad_input;
 mod restore_golden;
 mod s3;
+mod sftp;
