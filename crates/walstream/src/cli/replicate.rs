@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ReplicaConfig};
 use crate::db::{Db, DbOptions};
+use crate::history;
 use crate::replica::{self, Replica};
 use crate::storage;
 use crate::TxId;
@@ -129,7 +130,10 @@ fn targets(args: &ReplicateArgs) -> anyhow::Result<(Vec<Target>, Option<String>)
                 .map(|d| Target {
                     db: d.path,
                     replica: d.replica,
-                    opts: d.options,
+                    opts: DbOptions {
+                        history: cfg.history(),
+                        ..d.options
+                    },
                 })
                 .collect();
             if targets.is_empty() {
@@ -180,7 +184,7 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<()> {
         if !args.once {
             info!(db = %t.db.display(), replica = %store.describe(), "replicating");
         }
-        tasks.push(start_db(t, store, stop.clone(), args.once).await?);
+        tasks.push(start_db(t, store, stop.clone(), &args).await?);
     }
     if args.once {
         for h in tasks {
@@ -225,8 +229,11 @@ async fn start_db(
     t: Target,
     store: storage::DynStore,
     stop: Arc<AtomicBool>,
-    once: bool,
+    args: &ReplicateArgs,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let once = args.once;
+    let (force_snapshot, enforce_retention) = (args.force_snapshot, args.enforce_retention);
+    let history = t.opts.history.clone();
     let remote = replica::remote_max_txid(&store).await?;
     let db_path = t.db.clone();
     let opts = t.opts.clone();
@@ -251,6 +258,9 @@ async fn start_db(
         return Ok(tokio::spawn(async move {
             let mut db = db;
             let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Db> {
+                if force_snapshot {
+                    db.request_l9_snapshot();
+                }
                 db.sync()?;
                 db.shutdown();
                 Ok(db)
@@ -258,15 +268,35 @@ async fn start_db(
             .await??;
             rep.sync().await?;
             drop(db);
+            if enforce_retention {
+                let n = history::enforce_retention(
+                    rep.store(),
+                    &history.retention,
+                    std::time::SystemTime::now(),
+                )
+                .await?;
+                info!(files = n, "retention enforced");
+            }
             Ok(())
         }));
     }
     let sync_interval = t.replica.sync_interval_or_default();
     let (tx, mut rx) = tokio::sync::watch::channel(None::<TxId>);
     let stop2 = stop.clone();
+    // Compaction, scheduled snapshots and retention run beside the uploader; local L0 files stay
+    // until L1 covers them, so compaction need not download them.
+    let snapshot_due = Arc::new(AtomicBool::new(false));
+    rep.set_prune_uploaded(false);
+    let hist = tokio::spawn(history::run(
+        rep.store().clone(),
+        db.meta().clone(),
+        history,
+        snapshot_due.clone(),
+        stop.clone(),
+    ));
     let thread = std::thread::Builder::new()
         .name(format!("db:{}", t.db.display()))
-        .spawn(move || db_loop(db, tx, stop2))
+        .spawn(move || db_loop(db, tx, stop2, snapshot_due))
         .context("spawn database thread")?;
     Ok(tokio::spawn(async move {
         let mut last_err: Option<String> = None;
@@ -292,13 +322,19 @@ async fn start_db(
         }
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         rep.sync().await?;
+        let _ = hist.await;
         Ok(())
     }))
 }
 
 /// The WAL side of one database: wake on file events (inotify) or the monitor interval, sync,
 /// check the checkpoint policy, and step aside for app checkpoints.
-fn db_loop(mut db: Db, tx: tokio::sync::watch::Sender<Option<TxId>>, stop: Arc<AtomicBool>) {
+fn db_loop(
+    mut db: Db,
+    tx: tokio::sync::watch::Sender<Option<TxId>>,
+    stop: Arc<AtomicBool>,
+    snapshot_due: Arc<AtomicBool>,
+) {
     use notify::Watcher;
     let (ev_tx, ev_rx) = std::sync::mpsc::channel::<()>();
     let wal = db.wal_path().to_path_buf();
@@ -339,6 +375,10 @@ fn db_loop(mut db: Db, tx: tokio::sync::watch::Sender<Option<TxId>>, stop: Arc<A
         }
         if Instant::now() < backoff_until {
             continue;
+        }
+        if snapshot_due.swap(false, Ordering::SeqCst) {
+            db.request_l9_snapshot();
+            changed = true;
         }
         let r = (|| -> Result<(), crate::db::DbError> {
             if changed || last_sync.elapsed() >= monitor {

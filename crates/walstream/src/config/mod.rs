@@ -165,23 +165,23 @@ pub struct Config {
     pub addr: Option<String>,
     /// `socket`: the control socket (not supported yet).
     pub socket: Option<SocketConfig>,
-    /// `levels`: compaction levels L1.. (not supported yet).
+    /// `levels`: compaction levels L1...
     #[serde(default, deserialize_with = "null_default")]
     pub levels: Option<Vec<LevelConfig>>,
-    /// `snapshot` (not supported yet).
+    /// `snapshot`: interval and retention of L9 snapshots.
     pub snapshot: Option<SnapshotConfig>,
     /// `validation` (not supported yet).
     pub validation: Option<ValidationConfig>,
-    /// `l0-retention` (not supported yet).
+    /// `l0-retention`: how long compacted L0 files are kept.
     #[serde(default, deserialize_with = "opt_duration")]
     pub l0_retention: Option<Duration>,
-    /// `l0-retention-check-interval` (not supported yet).
+    /// `l0-retention-check-interval`: how often retention runs.
     #[serde(default, deserialize_with = "opt_duration")]
     pub l0_retention_check_interval: Option<Duration>,
     /// `verify-compaction` (not supported yet).
     #[serde(default, deserialize_with = "opt_bool")]
     pub verify_compaction: Option<bool>,
-    /// `retention` (only `enabled: false`, walstream's behaviour today, has its effect).
+    /// `retention`: `enabled: false` turns deletions off.
     pub retention: Option<RetentionConfig>,
     /// `heartbeat-url` (not supported yet).
     pub heartbeat_url: Option<String>,
@@ -406,6 +406,22 @@ impl Config {
     /// `l0-retention`, default 5 m.
     pub fn l0_retention(&self) -> Duration {
         self.l0_retention.unwrap_or(DEFAULT_L0_RETENTION)
+    }
+
+    /// The history options (levels, snapshots, retention) for every database's replica.
+    pub fn history(&self) -> crate::history::HistoryOptions {
+        crate::history::HistoryOptions {
+            levels: self.level_intervals(),
+            snapshot_interval: self.snapshot_interval(),
+            retention: crate::retention::RetentionPolicy {
+                snapshot_retention: self.snapshot_retention(),
+                l0_retention: self.l0_retention(),
+                enabled: self.retention_enabled(),
+            },
+            retention_check_interval: self
+                .l0_retention_check_interval
+                .unwrap_or(std::time::Duration::from_secs(15)),
+        }
     }
 
     /// `retention.enabled`, default true.

@@ -97,7 +97,7 @@ fn config_fixture_03_several_dbs() {
 }
 
 #[test]
-fn config_fixture_04_history_keys_stored_and_warned() {
+fn config_fixture_04_history_keys_take_effect_without_warnings() {
     let l = load_fixture("04-history.yml");
     let c = &l.config;
     assert_eq!(
@@ -108,12 +108,15 @@ fn config_fixture_04_history_keys_stored_and_warned() {
     assert_eq!(c.snapshot_retention(), Duration::from_secs(72 * 3600));
     assert_eq!(c.l0_retention(), Duration::from_secs(300));
     assert!(c.retention_enabled());
-    let keys: Vec<String> = l.warnings.iter().map(|w| w.key.to_string()).collect();
-    assert_eq!(keys, ["levels", "snapshot", "l0-retention", "retention"]);
-    assert!(l
-        .warnings
-        .iter()
-        .all(|w| w.kind == WarningKind::Unsupported && w.message.contains("not supported")));
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let h = c.history();
+    assert_eq!(h.levels, c.level_intervals());
+    assert_eq!(
+        h.retention.snapshot_retention,
+        Duration::from_secs(72 * 3600)
+    );
+    assert_eq!(h.retention.l0_retention, Duration::from_secs(300));
+    assert!(h.retention.enabled);
     assert_eq!(
         c.databases().unwrap()[0].replica.url.as_deref(),
         Some("s3://my-bucket/app?region=us-west-2")

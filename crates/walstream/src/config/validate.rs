@@ -425,26 +425,14 @@ fn check_top(cx: &mut Ctx<'_>, c: &Config, defaults: &ReplicaConfig) -> Result<(
     if c.mcp_addr.as_deref().is_some_and(|a| !a.is_empty()) {
         cx.unsupported(k("mcp-addr"), "the MCP server is");
     }
+    // levels, snapshot, l0-retention, l0-retention-check-interval and retention take effect
+    // (crate::history); validation and verify-compaction do not yet.
     for (key, present) in [
-        ("levels", c.levels.is_some()),
-        ("snapshot", c.snapshot.is_some()),
-        ("l0-retention", c.l0_retention.is_some()),
-        (
-            "l0-retention-check-interval",
-            c.l0_retention_check_interval.is_some(),
-        ),
         ("validation", c.validation.is_some()),
         ("verify-compaction", c.verify_compaction == Some(true)),
-        (
-            "retention",
-            c.retention.as_ref().and_then(|r| r.enabled) == Some(true),
-        ),
     ] {
         if present {
-            cx.unsupported(
-                k(key),
-                "compaction levels, scheduled snapshots and retention are",
-            );
+            cx.unsupported(k(key), "compaction verification is");
         }
     }
     if c.heartbeat_url.as_deref().is_some_and(|u| !u.is_empty()) {
