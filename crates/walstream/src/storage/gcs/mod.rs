@@ -9,7 +9,8 @@
 //! signed into a self-signed JWT, or an authorized user's refresh token), else gcloud's
 //! application default credentials, else the instance metadata server. With
 //! `$STORAGE_EMULATOR_HOST` set (the variable Google's clients honour), requests go there,
-//! unauthenticated, as Google's clients do.
+//! unauthenticated, as Google's clients do. As a walstream extension, `endpoint` sends
+//! authenticated requests to another address.
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -66,6 +67,14 @@ fn config_error(key: String, message: impl Into<String>) -> StorageError {
     }
 }
 
+/// How requests are authorized.
+enum Auth {
+    /// Not at all (an emulator).
+    Anonymous,
+    /// object_store's GCP chain, from this credentials file if given.
+    Google { credentials_file: Option<String> },
+}
+
 /// `$STORAGE_EMULATOR_HOST` as a base URL (`host:port` gets `http://`).
 fn emulator_base() -> Option<String> {
     let host = std::env::var("STORAGE_EMULATOR_HOST").ok()?;
@@ -112,24 +121,46 @@ impl GcsStore {
     /// A store for the bucket and path a replica config names.
     pub fn new(cfg: &ReplicaConfig) -> Result<GcsStore, StorageError> {
         let (bucket, prefix) = bucket_and_prefix(cfg)?;
-        let emulator = emulator_base();
-        let base = emulator.clone().unwrap_or_else(|| DEFAULT_BASE.to_string());
-        let credentials = if emulator.is_some() {
-            None
-        } else {
-            let mut b = GoogleCloudStorageBuilder::new().with_bucket_name(bucket.clone());
-            if let Ok(path) = std::env::var("GOOGLE_APPLICATION_CREDENTIALS") {
-                if !path.trim().is_empty() {
-                    b = b.with_application_credentials(path.trim());
-                }
+        let credentials_file = std::env::var("GOOGLE_APPLICATION_CREDENTIALS")
+            .ok()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty());
+        match emulator_base() {
+            Some(base) => Self::build(bucket, prefix, base, Auth::Anonymous),
+            None => {
+                // `endpoint` (a walstream extension) points an authenticated client elsewhere.
+                let base = cfg
+                    .endpoint
+                    .as_deref()
+                    .map(|e| e.trim().trim_end_matches('/').to_string())
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or_else(|| DEFAULT_BASE.to_string());
+                Self::build(bucket, prefix, base, Auth::Google { credentials_file })
             }
-            let gcs = b.build().map_err(|e| {
-                config_error(
-                    bucket.clone(),
-                    format!("cannot set up Google credentials: {}", root_cause(&e)),
-                )
-            })?;
-            Some(gcs.credentials().clone())
+        }
+    }
+
+    fn build(
+        bucket: String,
+        prefix: String,
+        base: String,
+        auth: Auth,
+    ) -> Result<GcsStore, StorageError> {
+        let credentials = match auth {
+            Auth::Anonymous => None,
+            Auth::Google { credentials_file } => {
+                let mut b = GoogleCloudStorageBuilder::new().with_bucket_name(bucket.clone());
+                if let Some(path) = credentials_file {
+                    b = b.with_application_credentials(path);
+                }
+                let gcs = b.build().map_err(|e| {
+                    config_error(
+                        bucket.clone(),
+                        format!("cannot set up Google credentials: {}", root_cause(&e)),
+                    )
+                })?;
+                Some(gcs.credentials().clone())
+            }
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -446,31 +477,4 @@ impl ReplicaStore for GcsStore {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gcs_bucket_and_path_from_url_or_keys() {
-        let c = ReplicaConfig {
-            url: Some("gs://bkt/a//b/./db/".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            bucket_and_prefix(&c).unwrap(),
-            ("bkt".into(), "a/b/db".into())
-        );
-        let c = ReplicaConfig {
-            kind: Some("gs".into()),
-            bucket: Some("bkt".into()),
-            path: Some("/db".into()),
-            ..Default::default()
-        };
-        assert_eq!(bucket_and_prefix(&c).unwrap(), ("bkt".into(), "db".into()));
-        let c = ReplicaConfig {
-            kind: Some("gs".into()),
-            ..Default::default()
-        };
-        let err = bucket_and_prefix(&c).unwrap_err();
-        assert!(err.to_string().contains("bucket required"), "{err}");
-    }
-}
+mod tests;
