@@ -400,6 +400,7 @@ async fn s3_http_errors_are_classified_for_retry() {
         ("400 Bad Request", "<Error><Code>InvalidArgument</Code><Message>bad</Message></Error>", false, false, "InvalidArgument"),
         ("403 Forbidden", "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>", false, false, "AccessDenied"),
         ("404 Not Found", "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>", false, true, ""),
+        ("400 Bad Request", "<Error><Code>InvalidToken</Code><Message>token walstream-test-secret</Message></Error>", false, false, "[REDACTED]"),
         ("404 Not Found", "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>", false, false, "NoSuchBucket"),
     ] {
         let (endpoint, hits) = fixed_server(status, body);
@@ -460,4 +461,29 @@ async fn s3_delete_in_batches_over_a_thousand_and_missing_keys() {
     let left = store.ltx_files(1).await.unwrap();
     assert_eq!(left.len(), 100);
     assert_eq!(left[0].min_txid, TxId(1101));
+}
+
+#[test]
+fn s3_open_url_dispatches_and_reports_bad_urls() {
+    let s =
+        crate::storage::open_url("s3://bkt/some/path?endpoint=http://127.0.0.1:9&region=us-east-1")
+            .unwrap();
+    assert_eq!(
+        (s.kind(), s.describe().as_str()),
+        ("s3", "s3://bkt/some/path")
+    );
+    let e = crate::storage::open_url("s3:///path?endpoint=http://127.0.0.1:9")
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("bucket required"), "{e}");
+    let e = crate::storage::open_url(
+        "s3://bkt/p?endpoint=http://127.0.0.1:9&skipVerify=perhaps&token=hunter2",
+    )
+    .err()
+    .unwrap();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("skipVerify") && !msg.contains("hunter2"),
+        "{msg}"
+    );
 }
