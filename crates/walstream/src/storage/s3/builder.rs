@@ -220,7 +220,9 @@ pub(crate) fn settings_with_env(cfg: &ReplicaConfig, env: &Env<'_>) -> Result<Se
     let part_size = match &cfg.part_size {
         None => DEFAULT_PART_SIZE,
         Some(v) => {
-            let n = size_value(v).ok_or_else(|| format!("part-size: invalid size {v:?}"))?;
+            let n = cfg
+                .part_size_bytes()
+                .ok_or_else(|| format!("part-size: invalid size {v:?}"))?;
             if n < MIN_PART_SIZE {
                 warnings.push(format!(
                     "part-size {n} is below S3's minimum part size; using {MIN_PART_SIZE}"
@@ -605,37 +607,6 @@ pub fn redact_query(url: &str) -> String {
         }
         None => base.to_string(),
     }
-}
-
-/// A size given as a YAML number or a string like `5MB` / `8MiB`.
-fn size_value(v: &serde_norway::Value) -> Option<u64> {
-    match v {
-        serde_norway::Value::Number(n) => n.as_u64(),
-        serde_norway::Value::String(s) => parse_size(s),
-        _ => None,
-    }
-}
-
-/// `1234`, `5MB`, `5 MiB`, `1.5G` (decimal units for `K/M/G`, binary for `Ki/Mi/Gi`).
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "ki" | "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mi" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let v = num * mult;
-    (v.is_finite() && (0.0..1e15).contains(&v)).then_some(v as u64)
 }
 
 /// The SSE-C key as object_store wants it (base64 of 32 bytes), from `sse-customer-key` or
