@@ -9,9 +9,10 @@
 //! Uploads, downloads and deletes go through object_store's `MicrosoftAzure`: its retries,
 //! block-list uploads for large files (a blob appears whole on commit), and its credential chain
 //! (shared key, SAS, or Azure AD from the environment, managed or workload identity). Listing is
-//! a hand-made List Blobs with `include=metadata` ([`list`]), authorized by the same credential
+//! a hand-made List Blobs with `include=metadata` ([`rest`]), authorized by the same credential
 //! provider, since object_store's listing drops metadata and a HEAD per blob would cost a
-//! request per file.
+//! request per file; deletes are plain Delete Blob calls there too (object_store's go through
+//! the Blob Batch API).
 //!
 //! Credentials, as Litestream: an account key with an account name is a shared key; else a SAS
 //! token; else the default chain. `endpoint` (config key, or `?endpoint=` on the URL as a
@@ -29,14 +30,14 @@ use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path as ObjPath;
 use object_store::{
     Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+    PutMultipartOptions, PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use tokio::io::AsyncReadExt;
 
 use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
 use crate::config::ReplicaConfig;
 
-mod list;
+mod rest;
 
 const BACKEND: &str = "abs";
 /// Blob metadata holding the LTX timestamp (Litestream's name).
@@ -370,7 +371,7 @@ impl ErrorContext {
 /// An Azure Blob Storage container (and a path in it) as a replica.
 pub struct AzureStore {
     store: Arc<MicrosoftAzure>,
-    lister: list::Lister,
+    rest: rest::RestClient,
     settings: Settings,
     errors: ErrorContext,
 }
@@ -453,7 +454,7 @@ impl AzureStore {
                 format!("cannot set up client: {msg}"),
             )
         })?;
-        let lister = list::Lister::new(
+        let rest = rest::RestClient::new(
             &endpoint,
             &settings.container,
             account,
@@ -463,7 +464,7 @@ impl AzureStore {
         .map_err(|msg| config_error(settings.container.clone(), errors.scrub(&msg)))?;
         Ok(AzureStore {
             store: Arc::new(store),
-            lister,
+            rest,
             settings,
             errors,
         })
@@ -556,6 +557,33 @@ impl AzureStore {
         }
     }
 
+    /// Maps a failure of a call made without object_store ([`rest`]).
+    fn map_rest(&self, op: &str, blob: &str, f: rest::RestFailure) -> StorageError {
+        let key = self.errors.key(blob);
+        match f {
+            rest::RestFailure::Status { status, code } => self.errors.map_failure(
+                op,
+                key,
+                Failure::Status { status, code },
+                &std::io::Error::other(op.to_string()),
+            ),
+            rest::RestFailure::Http(h) => {
+                let failure = Failure::Http(&h);
+                self.errors.map_failure(op, key, failure, &h)
+            }
+            rest::RestFailure::Other(msg) => StorageError::Permanent {
+                backend: BACKEND,
+                key,
+                message: self.errors.scrub(&format!("{op}: {msg}")),
+            },
+            rest::RestFailure::Transient(msg) => StorageError::Transient {
+                backend: BACKEND,
+                key,
+                message: self.errors.scrub(&format!("{op}: {msg}")),
+            },
+        }
+    }
+
     /// A write that finds nothing (404) means the container is missing, not the blob.
     fn map_write_err(&self, blob: &str, e: object_store::Error) -> StorageError {
         match self.errors.map_os("upload", blob, e) {
@@ -590,31 +618,11 @@ impl ReplicaStore for AzureStore {
 
     async fn ltx_files(&self, level: u8) -> Result<Vec<LtxFileInfo>, StorageError> {
         let prefix = self.level_prefix(level);
-        let blobs = self.lister.list(&prefix).await.map_err(|f| {
-            let key = self.errors.key(&prefix);
-            match f {
-                list::ListFailure::Status { status, code } => self.errors.map_failure(
-                    "list",
-                    key,
-                    Failure::Status { status, code },
-                    &std::io::Error::other("list"),
-                ),
-                list::ListFailure::Http(h) => {
-                    let failure = Failure::Http(&h);
-                    self.errors.map_failure("list", key, failure, &h)
-                }
-                list::ListFailure::Other(msg) => StorageError::Permanent {
-                    backend: BACKEND,
-                    key,
-                    message: self.errors.scrub(&format!("list: {msg}")),
-                },
-                list::ListFailure::Transient(msg) => StorageError::Transient {
-                    backend: BACKEND,
-                    key,
-                    message: self.errors.scrub(&format!("list: {msg}")),
-                },
-            }
-        })?;
+        let blobs = self
+            .rest
+            .list(&prefix)
+            .await
+            .map_err(|f| self.map_rest("list", &prefix, f))?;
         let mut out = Vec::with_capacity(blobs.len());
         for b in blobs {
             let Some(name) = b.name.strip_prefix(&prefix) else {
@@ -703,13 +711,11 @@ impl ReplicaStore for AzureStore {
             .collect();
         futures::stream::iter(blobs)
             .map(|blob| async move {
-                match self.store.delete(&ObjPath::from(blob.as_str())).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => match self.errors.map_os("delete", &blob, e) {
-                        StorageError::NotFound { .. } => Ok(()),
-                        other => Err(other),
-                    },
-                }
+                self.rest
+                    .delete(&blob)
+                    .await
+                    .map(drop)
+                    .map_err(|f| self.map_rest("delete", &blob, f))
             })
             .buffer_unordered(8)
             .try_collect::<Vec<()>>()

@@ -1,7 +1,9 @@
-//! List Blobs with `include=metadata`: one request per 5,000 blobs that brings each blob's
-//! `litestreamtimestamp` along, which object_store's listing leaves out.
+//! The two calls made without object_store: List Blobs with `include=metadata` (one request per
+//! 5,000 blobs that brings each blob's `litestreamtimestamp` along, which object_store's listing
+//! leaves out), and Delete Blob (object_store deletes through the Blob Batch API, which not every
+//! service or SAS accepts; Azurite answers a batch under a SAS with a 500).
 //!
-//! The request is authorized by object_store's [`AzureAuthorizer`] with a credential from the
+//! Each request is authorized by object_store's [`AzureAuthorizer`] with a credential from the
 //! store's own provider (shared key, SAS or bearer token), and sent by object_store's HTTP
 //! client, so it goes wherever and however the store's other requests go.
 use std::collections::HashMap;
@@ -30,9 +32,9 @@ pub(super) struct BlobItem {
     pub timestamp: Option<String>,
 }
 
-/// Why a listing failed.
+/// Why a call failed.
 #[derive(Debug)]
-pub(super) enum ListFailure {
+pub(super) enum RestFailure {
     /// The service answered with an error status; `code` is Azure's error code.
     Status { status: u16, code: Option<String> },
     /// No answer: connect, timeout, reset.
@@ -43,9 +45,9 @@ pub(super) enum ListFailure {
     Other(String),
 }
 
-/// Lists one container.
+/// Talks to one container.
 #[derive(Debug)]
-pub(super) struct Lister {
+pub(super) struct RestClient {
     http: HttpClient,
     container_url: reqwest::Url,
     account: String,
@@ -86,15 +88,15 @@ struct Properties {
     last_modified: Option<String>,
 }
 
-impl Lister {
-    /// A lister for `<endpoint>/<container>`.
+impl RestClient {
+    /// A client for `<endpoint>/<container>`.
     pub(super) fn new(
         endpoint: &str,
         container: &str,
         account: String,
         credentials: AzureCredentialProvider,
         options: &ClientOptions,
-    ) -> Result<Lister, String> {
+    ) -> Result<RestClient, String> {
         let mut container_url = reqwest::Url::parse(endpoint)
             .map_err(|e| format!("invalid endpoint {endpoint:?}: {e}"))?;
         container_url
@@ -105,7 +107,7 @@ impl Lister {
         let http = ReqwestConnector::default()
             .connect(options)
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Lister {
+        Ok(RestClient {
             http,
             container_url,
             account,
@@ -114,7 +116,7 @@ impl Lister {
     }
 
     /// Every blob whose name starts with `prefix`, in the service's (lexicographic) order.
-    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<BlobItem>, ListFailure> {
+    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<BlobItem>, RestFailure> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -149,7 +151,7 @@ impl Lister {
         &self,
         prefix: &str,
         marker: Option<&str>,
-    ) -> Result<EnumerationResults, ListFailure> {
+    ) -> Result<EnumerationResults, RestFailure> {
         let mut url = self.container_url.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -162,42 +164,80 @@ impl Lister {
                 q.append_pair("marker", m);
             }
         }
-        let credential = self.credentials.get_credential().await.map_err(|e| {
-            if has_http_error(&e) {
-                ListFailure::Transient(format!("cannot get a credential: {e}"))
-            } else {
-                ListFailure::Other(format!("cannot get a credential: {e}"))
-            }
-        })?;
-        let mut request = http::Request::builder()
-            .method(http::Method::GET)
-            .uri(url.as_str())
-            .body(HttpRequestBody::empty())
-            .map_err(|e| ListFailure::Other(format!("cannot build request: {e}")))?;
-        AzureAuthorizer::new(&credential, &self.account)
-            .try_authorize(&mut request)
-            .map_err(|e| ListFailure::Other(format!("cannot sign request: {e}")))?;
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(ListFailure::Http)?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .bytes()
-            .await
-            .map_err(ListFailure::Http)?;
-        if !status.is_success() {
+        let (status, body) = self.send(http::Method::GET, &url, &[]).await?;
+        if !(200..300).contains(&status) {
             let text = String::from_utf8_lossy(&body);
-            return Err(ListFailure::Status {
-                status: status.as_u16(),
+            return Err(RestFailure::Status {
+                status,
                 code: super::error_code(&text),
             });
         }
         let text = String::from_utf8_lossy(&body);
         quick_xml::de::from_str(&text)
-            .map_err(|e| ListFailure::Other(format!("cannot parse List Blobs answer: {e}")))
+            .map_err(|e| RestFailure::Other(format!("cannot parse List Blobs answer: {e}")))
+    }
+}
+
+impl RestClient {
+    /// Deletes one blob; `Ok(false)` if it (or its container) was not there.
+    pub(super) async fn delete(&self, blob: &str) -> Result<bool, RestFailure> {
+        let mut url = self.container_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| RestFailure::Other("endpoint cannot hold a path".into()))?
+            .extend(blob.split('/'));
+        let (status, body) = self
+            .send(
+                http::Method::DELETE,
+                &url,
+                &[("x-ms-delete-snapshots", "include")],
+            )
+            .await?;
+        match status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(RestFailure::Status {
+                status,
+                code: super::error_code(&String::from_utf8_lossy(&body)),
+            }),
+        }
+    }
+
+    /// Sends an authorized request without a body; returns the status and the body.
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &reqwest::Url,
+        headers: &[(&'static str, &'static str)],
+    ) -> Result<(u16, bytes::Bytes), RestFailure> {
+        let credential = self.credentials.get_credential().await.map_err(|e| {
+            if has_http_error(&e) {
+                RestFailure::Transient(format!("cannot get a credential: {e}"))
+            } else {
+                RestFailure::Other(format!("cannot get a credential: {e}"))
+            }
+        })?;
+        let mut builder = http::Request::builder().method(method).uri(url.as_str());
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let mut request = builder
+            .body(HttpRequestBody::empty())
+            .map_err(|e| RestFailure::Other(format!("cannot build request: {e}")))?;
+        AzureAuthorizer::new(&credential, &self.account)
+            .try_authorize(&mut request)
+            .map_err(|e| RestFailure::Other(format!("cannot sign request: {e}")))?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(RestFailure::Http)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .bytes()
+            .await
+            .map_err(RestFailure::Http)?;
+        Ok((status, body))
     }
 }
 
