@@ -127,6 +127,97 @@ fn sftp_litestream_writes_walstream_restores() {
     backend_cycle::litestream_writes_walstream_restores(&remote(&s, &unique("from-litestream")));
 }
 
+/// A TCP forwarder to sshd whose connections the test can cut.
+struct CuttableProxy {
+    port: u16,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttableProxy {
+    fn start(target: String) -> CuttableProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (c, a) = (conns.clone(), accepted.clone());
+        // Lives as long as the test process; each accepted connection is piped both ways.
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut guard = c.lock().unwrap();
+                guard.push(client.try_clone().unwrap());
+                guard.push(server.try_clone().unwrap());
+                drop(guard);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        CuttableProxy {
+            port,
+            conns,
+            accepted,
+        }
+    }
+
+    fn cut_all(&self) {
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_store_reconnects_after_the_session_drops() {
+    let s = sshd();
+    let proxy = CuttableProxy::start(format!("{}:{}", s.host, s.port));
+    let path = unique("reconnect");
+    let url = format!(
+        "sftp://{}@127.0.0.1:{}/{path}?key-path={}&host-key={}",
+        s.user,
+        proxy.port,
+        q(&s.key),
+        q(&s.host_key)
+    );
+    let store = open_replica(&ReplicaConfig {
+        url: Some(url),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut src = contract::Sources::new();
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    store
+        .write_ltx_file(0, TxId(1), TxId(1), &src.file(b"one"), t)
+        .await
+        .unwrap();
+    assert_eq!(proxy.accepted(), 1);
+    proxy.cut_all();
+    // The next calls find the session dead, reconnect once, and succeed.
+    store
+        .write_ltx_file(0, TxId(2), TxId(2), &src.file(b"two"), t)
+        .await
+        .unwrap();
+    let files = store.ltx_files(0).await.unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(proxy.accepted(), 2, "one new session");
+    assert!(contract::read_all(&*store, 0, 2, 2, 0).await == b"two");
+}
+
 fn other_key(dir: &Path) -> PathBuf {
     let key = dir.join("other_ed25519");
     let st = std::process::Command::new("ssh-keygen")
