@@ -40,7 +40,7 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use ltx::TxId;
-use object_store::aws::AmazonS3;
+use object_store::aws::{AmazonS3, AmazonS3ConfigKey};
 use object_store::path::Path as ObjPath;
 use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, GetRange, ObjectMeta, ObjectStore,
@@ -682,6 +682,28 @@ fn classify(e: &object_store::Error, s: &Settings) -> (Class, String) {
         None => m,
     };
 
+    if let Some(source) = credential_source(&text, s) {
+        // The credential chain's last resort failed: say that no credentials were found. Only a
+        // 5xx from the credential service is worth retrying.
+        let detail = match status {
+            Some(st) => status_msg(st),
+            None => innermost(e),
+        };
+        let class = if status.is_some_and(|st| st >= 500) {
+            Class::Transient
+        } else {
+            Class::Permanent
+        };
+        return (
+            class,
+            format!(
+                "no S3 credentials: none in the replica config (access-key-id, \
+                 secret-access-key), LITESTREAM_ACCESS_KEY_ID/LITESTREAM_SECRET_ACCESS_KEY, \
+                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS profile, and getting them \
+                 from {source} failed: {detail}"
+            ),
+        );
+    }
     if code.as_deref() == Some("NoSuchBucket") {
         return (
             Class::Permanent,
@@ -765,6 +787,26 @@ fn classify(e: &object_store::Error, s: &Settings) -> (Class, String) {
         }
     };
     (class, with_retries(strip_queries(&innermost(e))))
+}
+
+/// Which credential service an error came from, when the store relies on object_store's chain.
+fn credential_source(text: &str, s: &Settings) -> Option<&'static str> {
+    if s.credentials != credential::Credentials::Chain {
+        return None;
+    }
+    if text.contains("169.254.170.2")
+        || s.chain_config
+            .iter()
+            .any(|(k, v)| *k == AmazonS3ConfigKey::ContainerCredentialsFullUri && text.contains(v))
+    {
+        Some("the container credentials endpoint")
+    } else if text.contains("AssumeRoleWithWebIdentity") || text.contains("sts.") {
+        Some("web identity (AWS_WEB_IDENTITY_TOKEN_FILE)")
+    } else if text.contains("169.254.169.254") || text.contains("/latest/api/token") {
+        Some("the EC2 instance metadata service")
+    } else {
+        None
+    }
 }
 
 /// The status in object_store's "status code: 404 Not Found" text.

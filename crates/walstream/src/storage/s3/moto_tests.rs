@@ -487,3 +487,26 @@ fn s3_open_url_dispatches_and_reports_bad_urls() {
         "{msg}"
     );
 }
+
+/// No credentials anywhere and no instance metadata service: a permanent error saying so.
+#[tokio::test]
+async fn s3_no_credentials_says_so() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let imds = format!("http://127.0.0.1:{port}");
+    let store = store_with(
+        "s3://bkt/p?endpoint=http://127.0.0.1:9",
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str())],
+        |_| {},
+    );
+    let e = store.ltx_files(0).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(!e.is_retryable(), "{msg}");
+    assert!(
+        msg.contains("no S3 credentials") && msg.contains("instance metadata"),
+        "{msg}"
+    );
+}
