@@ -24,6 +24,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::{BackoffConfig, Certificate, ClientOptions, RetryConfig};
 
 use super::credential::{self, Credentials, Env};
+pub use super::url::redact_query;
+use super::url::{litestream_url_path, normalize_prefix, parse_bool, parse_url, with_scheme};
 use crate::config::ReplicaConfig;
 
 /// Litestream's (and the AWS SDK's) default part size: 5 MiB, also S3's minimum.
@@ -403,212 +405,6 @@ pub fn build(s: &Settings, region: &str) -> Result<AmazonS3, String> {
     b.build().map_err(|e| e.to_string())
 }
 
-/// A parsed `s3://host/path?query`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct S3Url {
-    host: HostInfo,
-    path: String,
-    query: Vec<(String, String)>,
-}
-
-fn parse_url(url: &str) -> Result<S3Url, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("not a URL: {}", redact_query(url)))?;
-    if !scheme.eq_ignore_ascii_case("s3") {
-        return Err(format!("not an s3:// URL: {}", redact_query(url)));
-    }
-    let rest = rest.split('#').next().unwrap_or("");
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let query = query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect();
-    Ok(S3Url {
-        host: parse_host(host),
-        path: percent_decode(path),
-        query,
-    })
-}
-
-/// What Litestream 0.5.17's `ParseHost` reads from an `s3://` URL's host.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct HostInfo {
-    bucket: String,
-    region: Option<String>,
-    endpoint: Option<String>,
-    force_path_style: bool,
-}
-
-fn parse_host(host: &str) -> HostInfo {
-    let info = |bucket: &str, region: &str, endpoint: Option<String>, fps: bool| HostInfo {
-        bucket: bucket.to_string(),
-        region: Some(region.to_string()).filter(|r| !r.is_empty()),
-        endpoint,
-        force_path_style: fps,
-    };
-    // `bucket.host:port` (MinIO and other local servers).
-    if host.contains(':') && !host.contains(".com") {
-        return match host.split_once('.') {
-            Some((bucket, rest)) => {
-                info(bucket, DEFAULT_REGION, Some(format!("http://{rest}")), true)
-            }
-            None => info("", "", Some(format!("http://{host}")), true),
-        };
-    }
-    // `bucket.s3[.region].amazonaws.com`
-    if let Some(rest) = host.strip_suffix(".amazonaws.com") {
-        if let Some(bucket) = rest.strip_suffix(".s3").filter(|b| !b.is_empty()) {
-            return info(bucket, "", None, false);
-        }
-        if let Some((before, region)) = rest.rsplit_once('.') {
-            if let Some(bucket) = before.strip_suffix(".s3").filter(|b| !b.is_empty()) {
-                return info(bucket, region, None, false);
-            }
-        }
-    }
-    // `[bucket.]region.digitaloceanspaces.com`
-    if let Some(rest) = host.strip_suffix(".digitaloceanspaces.com") {
-        let (bucket, region) = rest.rsplit_once('.').unwrap_or(("", rest));
-        if !region.is_empty() {
-            let endpoint = format!("https://{region}.digitaloceanspaces.com");
-            return info(bucket, region, Some(endpoint), false);
-        }
-    }
-    // `[bucket.]s3.region.backblazeb2.com` and `[bucket.]s3.region.scw.cloud`
-    for (suffix, fps) in [(".backblazeb2.com", true), (".scw.cloud", false)] {
-        if let Some(rest) = host.strip_suffix(suffix) {
-            if let Some((before, region)) = rest.rsplit_once('.') {
-                let bucket = if before == "s3" {
-                    Some("")
-                } else {
-                    before.strip_suffix(".s3")
-                };
-                if let Some(bucket) = bucket {
-                    let endpoint = if fps {
-                        format!("https://s3.{region}{suffix}")
-                    } else {
-                        format!("s3.{region}{suffix}")
-                    };
-                    return info(bucket, region, Some(endpoint), fps);
-                }
-            }
-        }
-    }
-    // `[bucket.]s3.filebase.com`
-    if host == "s3.filebase.com" {
-        return info("", "", Some("s3.filebase.com".into()), false);
-    }
-    if let Some(bucket) = host.strip_suffix(".s3.filebase.com") {
-        return info(bucket, "", Some("s3.filebase.com".into()), false);
-    }
-    info(host, "", None, false)
-}
-
-/// Litestream's reading of a URL path: `strings.TrimPrefix(path.Clean(p), "/")`.
-fn litestream_url_path(p: &str) -> String {
-    let absolute = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !absolute {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let cleaned = parts.join("/");
-    if cleaned.is_empty() {
-        // Clean("") is "."; Clean("/") is "/", which TrimPrefix empties.
-        return if absolute { String::new() } else { ".".into() };
-    }
-    cleaned
-}
-
-/// Our key prefix: the path's non-empty segments (without `.` and `..`), joined by `/`.
-fn normalize_prefix(p: &str) -> String {
-    p.split('/')
-        .filter(|s| !s.is_empty() && *s != "." && *s != "..")
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-fn with_scheme(e: &str, default: &str) -> String {
-    let e = e.trim();
-    if e.starts_with("http://") || e.starts_with("https://") {
-        e.to_string()
-    } else {
-        format!("{default}://{e}")
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A URL without its query (which may hold secrets) and user info.
-pub fn redact_query(url: &str) -> String {
-    let base = url.split(['?', '#']).next().unwrap_or("");
-    match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => base.to_string(),
-    }
-}
-
 /// The SSE-C key as object_store wants it (base64 of 32 bytes), from `sse-customer-key` or
 /// `sse-customer-key-path`; the value may be the raw 32 bytes or their base64.
 fn sse_customer_key(cfg: &ReplicaConfig) -> Result<Option<String>, String> {
@@ -849,50 +645,6 @@ mod tests {
     }
 
     #[test]
-    fn s3_parse_host_like_litestream() {
-        let h = parse_host("mybucket.localhost:9000");
-        assert_eq!(
-            (h.bucket.as_str(), h.endpoint.as_deref(), h.force_path_style),
-            ("mybucket", Some("http://localhost:9000"), true)
-        );
-        let h = parse_host("mybucket.s3.eu-central-1.amazonaws.com");
-        assert_eq!(
-            (h.bucket.as_str(), h.region.as_deref()),
-            ("mybucket", Some("eu-central-1"))
-        );
-        assert_eq!(parse_host("my.bucket.s3.amazonaws.com").bucket, "my.bucket");
-        let h = parse_host("bkt.nyc3.digitaloceanspaces.com");
-        assert_eq!(
-            (
-                h.bucket.as_str(),
-                h.region.as_deref(),
-                h.endpoint.as_deref()
-            ),
-            (
-                "bkt",
-                Some("nyc3"),
-                Some("https://nyc3.digitaloceanspaces.com")
-            )
-        );
-        let h = parse_host("bkt.s3.us-west-002.backblazeb2.com");
-        assert_eq!(
-            (h.bucket.as_str(), h.endpoint.as_deref(), h.force_path_style),
-            ("bkt", Some("https://s3.us-west-002.backblazeb2.com"), true)
-        );
-        let h = parse_host("bkt.s3.fr-par.scw.cloud");
-        assert_eq!(
-            (h.bucket.as_str(), h.endpoint.as_deref()),
-            ("bkt", Some("s3.fr-par.scw.cloud"))
-        );
-        assert_eq!(parse_host("bkt.s3.filebase.com").bucket, "bkt");
-        let h = parse_host("plain-bucket");
-        assert_eq!(
-            (h.bucket.as_str(), h.endpoint, h.force_path_style),
-            ("plain-bucket", None, false)
-        );
-    }
-
-    #[test]
     fn s3_sse_customer_key_forms() {
         let mut c = ReplicaConfig {
             bucket: Some("b".into()),
@@ -939,13 +691,5 @@ mod tests {
         .unwrap();
         let e = client_options(&s).unwrap_err();
         assert!(e.contains("AWS_CA_BUNDLE"), "{e}");
-    }
-
-    #[test]
-    fn s3_redact_query_drops_secrets() {
-        assert_eq!(
-            redact_query("s3://user:pw@b/p?secret=x&endpoint=y"),
-            "s3://b/p"
-        );
     }
 }

@@ -40,7 +40,7 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use ltx::TxId;
-use object_store::aws::{AmazonS3, AmazonS3ConfigKey};
+use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjPath;
 use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, GetRange, ObjectMeta, ObjectStore,
@@ -54,8 +54,10 @@ use crate::config::ReplicaConfig;
 
 pub mod builder;
 pub(crate) mod credential;
+mod error;
 #[cfg(test)]
 mod moto_tests;
+mod url;
 
 pub use builder::Settings;
 
@@ -164,13 +166,8 @@ impl S3Store {
     }
 
     /// Removes every secret from a message.
-    fn scrub(&self, mut message: String) -> String {
-        for s in self.settings.secrets() {
-            if message.contains(&s) {
-                message = message.replace(&s, "[REDACTED]");
-            }
-        }
-        message
+    fn scrub(&self, message: String) -> String {
+        error::scrub(message, &self.settings)
     }
 
     async fn client(&self) -> Result<&Arc<AmazonS3>, StorageError> {
@@ -196,10 +193,10 @@ impl S3Store {
                 Ok(r)
             }
             Err(e) => {
-                let (class, msg) = classify(&e, &self.settings);
+                let (class, msg) = error::classify(&e, &self.settings);
                 let message = format!("cannot look up the bucket's region (set `region`): {msg}");
                 Err(match class {
-                    Class::Transient => StorageError::Transient {
+                    error::Class::Transient => StorageError::Transient {
                         backend: BACKEND,
                         key: self.location(""),
                         message: self.scrub(message),
@@ -212,25 +209,7 @@ impl S3Store {
 
     /// Maps an object_store error for `key` to a [`StorageError`].
     fn map_err(&self, key: &str, e: &object_store::Error) -> StorageError {
-        let (class, message) = classify(e, &self.settings);
-        let key = self.location(key);
-        let message = self.scrub(message);
-        match class {
-            Class::NotFound => StorageError::NotFound {
-                backend: BACKEND,
-                key,
-            },
-            Class::Transient => StorageError::Transient {
-                backend: BACKEND,
-                key,
-                message,
-            },
-            Class::Permanent => StorageError::Permanent {
-                backend: BACKEND,
-                key,
-                message,
-            },
-        }
+        error::to_storage_error(e, key, &self.settings)
     }
 
     fn remember(&self, key: &str, k: Known) {
@@ -470,7 +449,7 @@ impl ReplicaStore for S3Store {
         let result = client.get_opts(&loc, opts).instrument(span).await;
         let got = match result {
             Ok(g) => g,
-            Err(e) if offset > 0 && is_range_not_satisfiable(&e) => {
+            Err(e) if offset > 0 && error::is_range_not_satisfiable(&e) => {
                 // Past the end: a resume that already had everything.
                 let head = client
                     .get_opts(
@@ -492,12 +471,10 @@ impl ReplicaStore for S3Store {
             }
             Err(e) => return Err(self.map_err(&key, &e)),
         };
-        let this = S3Errors {
-            settings: self.settings.clone(),
-        };
+        let settings = self.settings.clone();
         Ok(got
             .into_stream()
-            .map_err(move |e| this.map(&key, &e))
+            .map_err(move |e| error::to_storage_error(&e, &key, &settings))
             .boxed())
     }
 
@@ -587,37 +564,6 @@ impl ReplicaStore for S3Store {
     }
 }
 
-/// Error mapping that outlives a call (for streams).
-struct S3Errors {
-    settings: Arc<Settings>,
-}
-
-impl S3Errors {
-    fn map(&self, key: &str, e: &object_store::Error) -> StorageError {
-        let (class, mut message) = classify(e, &self.settings);
-        for s in self.settings.secrets() {
-            message = message.replace(&s, "[REDACTED]");
-        }
-        let key = format!("s3://{}/{key}", self.settings.bucket);
-        match class {
-            Class::NotFound => StorageError::NotFound {
-                backend: BACKEND,
-                key,
-            },
-            Class::Transient => StorageError::Transient {
-                backend: BACKEND,
-                key,
-                message,
-            },
-            Class::Permanent => StorageError::Permanent {
-                backend: BACKEND,
-                key,
-                message,
-            },
-        }
-    }
-}
-
 fn prefix_slash(prefix: &str) -> String {
     if prefix.is_empty() {
         String::new()
@@ -643,259 +589,6 @@ fn same_etag(a: &Option<String>, b: &Option<String>) -> bool {
         (Some(a), Some(b)) => a.trim_matches('"') == b.trim_matches('"'),
         _ => false,
     }
-}
-
-/// How an error should be treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    NotFound,
-    Transient,
-    Permanent,
-}
-
-/// Classifies an object_store error and writes a short message for it: the HTTP status with
-/// S3's error code and message, or the transport failure, never the request's query string.
-fn classify(e: &object_store::Error, s: &Settings) -> (Class, String) {
-    use object_store::Error as E;
-    let text = e.to_string();
-    let status = status_code(&text);
-    let code = xml_tag(&text, "Code");
-    let s3_message = xml_tag(&text, "Message");
-    let http_kind = http_error_kind(e);
-    let retries = retries(&text);
-
-    let status_msg = |st: u16| {
-        let mut m = format!("HTTP {st}");
-        match (&code, &s3_message) {
-            (Some(c), Some(msg)) => m.push_str(&format!(": {c}: {msg}")),
-            (Some(c), None) => m.push_str(&format!(": {c}")),
-            _ => {
-                if let Some(body) = body_after_status(&text) {
-                    m.push_str(&format!(": {body}"));
-                }
-            }
-        }
-        m
-    };
-    let with_retries = |m: String| match retries {
-        Some(n) => format!("{m} (after {n} retries)"),
-        None => m,
-    };
-
-    if let Some(source) = credential_source(&text, s) {
-        // The credential chain's last resort failed: say that no credentials were found. Only a
-        // 5xx from the credential service is worth retrying.
-        let detail = match status {
-            Some(st) => status_msg(st),
-            None => innermost(e),
-        };
-        let class = if status.is_some_and(|st| st >= 500) {
-            Class::Transient
-        } else {
-            Class::Permanent
-        };
-        return (
-            class,
-            format!(
-                "no S3 credentials: none in the replica config (access-key-id, \
-                 secret-access-key), LITESTREAM_ACCESS_KEY_ID/LITESTREAM_SECRET_ACCESS_KEY, \
-                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS profile, and getting them \
-                 from {source} failed: {detail}"
-            ),
-        );
-    }
-    if code.as_deref() == Some("NoSuchBucket") {
-        return (
-            Class::Permanent,
-            format!("bucket {:?} does not exist (NoSuchBucket)", s.bucket),
-        );
-    }
-    if let E::NotFound { .. } = e {
-        return (Class::NotFound, "not found".to_string());
-    }
-    let transient_code = matches!(
-        code.as_deref(),
-        Some(
-            "SlowDown"
-                | "InternalError"
-                | "ServiceUnavailable"
-                | "RequestTimeout"
-                | "Throttling"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-        )
-    );
-    if let Some(st) = status {
-        let class = if transient_code || st >= 500 || st == 429 || st == 408 {
-            Class::Transient
-        } else {
-            Class::Permanent
-        };
-        return (class, with_retries(status_msg(st)));
-    }
-    if transient_code {
-        return (
-            Class::Transient,
-            with_retries(format!(
-                "{}{}",
-                code.clone().unwrap_or_default(),
-                s3_message.map(|m| format!(": {m}")).unwrap_or_default()
-            )),
-        );
-    }
-    if let Some(kind) = http_kind {
-        use object_store::client::HttpErrorKind as K;
-        let detail = innermost(e);
-        let what = match kind {
-            K::Connect => "cannot connect",
-            K::Request => "request failed",
-            K::Timeout => "timed out",
-            K::Interrupted => "connection interrupted",
-            K::Decode => "reading the response failed",
-            _ => "HTTP error",
-        };
-        let lower = detail.to_ascii_lowercase();
-        let tls = lower.contains("certificate") || lower.contains("tls") || lower.contains("ssl");
-        let class = if tls && matches!(kind, K::Unknown | K::Connect) {
-            Class::Permanent
-        } else {
-            Class::Transient
-        };
-        return (
-            class,
-            with_retries(format!("{what} to {}: {detail}", s.endpoint_for_messages())),
-        );
-    }
-    let class = match e {
-        E::PermissionDenied { .. }
-        | E::Unauthenticated { .. }
-        | E::Precondition { .. }
-        | E::AlreadyExists { .. }
-        | E::NotModified { .. }
-        | E::NotSupported { .. }
-        | E::NotImplemented { .. }
-        | E::InvalidPath { .. }
-        | E::UnknownConfigurationKey { .. } => Class::Permanent,
-        E::JoinError { .. } => Class::Transient,
-        _ => {
-            if text.contains("incorrectly configured region") || text.contains("not found") {
-                Class::Permanent
-            } else {
-                // Unrecognised (for example a response that did not parse): worth another try.
-                Class::Transient
-            }
-        }
-    };
-    (class, with_retries(strip_queries(&innermost(e))))
-}
-
-/// Which credential service an error came from, when the store relies on object_store's chain.
-fn credential_source(text: &str, s: &Settings) -> Option<&'static str> {
-    if s.credentials != credential::Credentials::Chain {
-        return None;
-    }
-    if text.contains("169.254.170.2")
-        || s.chain_config
-            .iter()
-            .any(|(k, v)| *k == AmazonS3ConfigKey::ContainerCredentialsFullUri && text.contains(v))
-    {
-        Some("the container credentials endpoint")
-    } else if text.contains("AssumeRoleWithWebIdentity") || text.contains("sts.") {
-        Some("web identity (AWS_WEB_IDENTITY_TOKEN_FILE)")
-    } else if text.contains("169.254.169.254") || text.contains("/latest/api/token") {
-        Some("the EC2 instance metadata service")
-    } else {
-        None
-    }
-}
-
-/// The status in object_store's "status code: 404 Not Found" text.
-fn status_code(text: &str) -> Option<u16> {
-    let i = text.find("status code: ")? + "status code: ".len();
-    text.get(i..i + 3)?.parse().ok()
-}
-
-/// The response body after "status code: NNN Reason: ", trimmed, when it is not XML.
-fn body_after_status(text: &str) -> Option<String> {
-    let i = text.find("status code: ")?;
-    let rest = &text[i..];
-    let (_, body) = rest
-        .split_once(": ")
-        .and_then(|(_, r)| r.split_once(": "))?;
-    let body = body.trim();
-    if body.is_empty() || body.starts_with('<') {
-        return None;
-    }
-    Some(body.chars().take(200).collect())
-}
-
-fn xml_tag(text: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let i = text.find(&open)? + open.len();
-    let j = text[i..].find(&close)? + i;
-    Some(text[i..j].trim().to_string()).filter(|s| !s.is_empty())
-}
-
-fn retries(text: &str) -> Option<usize> {
-    let i = text.find("after ")? + "after ".len();
-    let rest = &text[i..];
-    let n: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    rest[n.len()..]
-        .starts_with(" retries")
-        .then(|| n.parse().ok())
-        .flatten()
-}
-
-fn http_error_kind(e: &object_store::Error) -> Option<object_store::client::HttpErrorKind> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<object_store::client::HttpError>() {
-            return Some(h.kind());
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// The deepest error's text (the actual cause), without URLs' query strings.
-fn innermost(e: &object_store::Error) -> String {
-    let mut cur: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    strip_queries(&cur.to_string())
-}
-
-/// Drops `?query` from every URL in `text`.
-fn strip_queries(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_url = false;
-    let mut skipping = false;
-    let bytes = text.as_bytes();
-    for (i, c) in text.char_indices() {
-        if c.is_whitespace() {
-            in_url = false;
-            skipping = false;
-        } else if !in_url
-            && (bytes[i..].starts_with(b"http://") || bytes[i..].starts_with(b"https://"))
-        {
-            in_url = true;
-        } else if in_url && c == '?' {
-            skipping = true;
-        }
-        if !skipping {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn is_range_not_satisfiable(e: &object_store::Error) -> bool {
-    let t = e.to_string();
-    status_code(&t) == Some(416)
-        || t.contains("InvalidRange")
-        || t.contains("Range Not Satisfiable")
 }
 
 /// Go's `time.Time.Format(time.RFC3339Nano)` of a UTC time: fractional seconds without
@@ -970,22 +663,6 @@ mod tests {
         assert_eq!(
             st.key(10, TxId(2), TxId(0x1f)),
             "000a/0000000000000002-000000000000001f.ltx"
-        );
-    }
-
-    #[test]
-    fn s3_error_text_helpers() {
-        let t = "Generic S3 error: Error performing GET http://h:1/b?list-type=2&prefix=a in 2ms, after 3 retries, max_retries: 3, retry_timeout: 60s  - Server returned non-2xx status code: 503 Service Unavailable: <Error><Code>SlowDown</Code><Message>Reduce</Message></Error>";
-        assert_eq!(status_code(t), Some(503));
-        assert_eq!(xml_tag(t, "Code").as_deref(), Some("SlowDown"));
-        assert_eq!(retries(t), Some(3));
-        assert_eq!(
-            strip_queries("GET http://h:1/b?x=secret in 2ms"),
-            "GET http://h:1/b in 2ms"
-        );
-        assert_eq!(
-            body_after_status("status code: 502 Bad Gateway: proxy says no").as_deref(),
-            Some("proxy says no")
         );
     }
 }
