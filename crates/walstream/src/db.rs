@@ -173,6 +173,10 @@ pub struct Db {
     want_l9: bool,
     last_checkpoint: Instant,
     synced_since_checkpoint: bool,
+    /// When another connection last restarted or truncated the WAL (its own checkpoints).
+    foreign_checkpoint_at: Option<Instant>,
+    /// Set while walstream restarts the WAL itself, so that restart is not counted as foreign.
+    own_restart: bool,
     identity: Option<(u64, u64)>,
     page_buf: Vec<u8>,
 }
@@ -214,6 +218,8 @@ impl Db {
             want_l9: false,
             last_checkpoint: Instant::now(),
             synced_since_checkpoint: false,
+            foreign_checkpoint_at: None,
+            own_restart: false,
             identity: None,
             page_buf: Vec::new(),
         };
@@ -443,12 +449,16 @@ impl Db {
         let (start, seed) = if (hdr.salt1, hdr.salt2) == pos.salts {
             (pos.offset, pos.checksum)
         } else if self.position_is_generation_end(Some((&wal, &hdr, &pos))) {
+            if !std::mem::take(&mut self.own_restart) {
+                self.foreign_checkpoint_at = Some(Instant::now());
+            }
             (WAL_HEADER_SIZE, Some(hdr.checksum))
         } else {
             return self
                 .snapshot("WAL restarted past the replicated position")
                 .map(Some);
         };
+        let shm = self.probe.as_ref().and_then(|p| p.committed_frames());
         let scan = match wal_reader::scan(
             &wal,
             &self.wal_path,
@@ -465,6 +475,9 @@ impl Db {
             }
             Err(e) => return Err(e.into()),
         };
+        if scan.end - scan.start < self.opts.max_sync_wal_bytes {
+            self.check_scan_complete(shm, &hdr, scan.end)?;
+        }
         if scan.commits == 0 {
             if start == WAL_HEADER_SIZE && (hdr.salt1, hdr.salt2) != pos.salts {
                 // New generation, nothing committed in it yet: the position moves to its start
@@ -508,6 +521,31 @@ impl Db {
         }))
     }
 
+    /// Checks a scan against SQLite's own count of committed frames in the WAL-index, read before
+    /// the scan: if SQLite says more frames of this generation were committed than the scan
+    /// reached, the scan missed some (a torn read, or frames it could not verify), and building a
+    /// file from it could mix database pages of different states. `Raced` makes the caller retry.
+    fn check_scan_complete(
+        &self,
+        shm: Option<(u32, u32, u32)>,
+        hdr: &WalHeader,
+        end: u64,
+    ) -> Result<(), DbError> {
+        let Some((s1, s2, mx)) = shm else {
+            return Ok(());
+        };
+        if (s1, s2) != (hdr.salt1, hdr.salt2) {
+            return Ok(());
+        }
+        let frame = WAL_FRAME_HEADER_SIZE + self.page_size as u64;
+        let reached = end.saturating_sub(WAL_HEADER_SIZE) / frame;
+        if reached < mx as u64 {
+            debug!(db = %self.path.display(), reached, committed = mx, "scan stopped before SQLite's last committed frame; retrying");
+            return Err(DbError::Raced(self.path.clone()));
+        }
+        Ok(())
+    }
+
     /// Whether a WAL restart (or truncation) since `pos` provably lost nothing.
     fn position_is_generation_end(&self, new: Option<(&File, &WalHeader, &Pos)>) -> bool {
         let known = match self.continuity {
@@ -521,6 +559,11 @@ impl Db {
         let Some((wal, hdr, pos)) = new else {
             return true;
         };
+        // The position was taken from an empty WAL under the guard: every frame of any later
+        // generation came after it.
+        if pos.salts == (0, 0) && pos.offset == WAL_HEADER_SIZE {
+            return matches!(self.continuity, Continuity::Guarded(_));
+        }
         // Exactly one restart: SQLite adds one to salt-1 at each restart.
         if hdr.salt1 != pos.salts.0.wrapping_add(1) {
             return false;
@@ -556,6 +599,7 @@ impl Db {
         info!(db = %self.path.display(), txid = %txid, reason, "taking a full snapshot into L0");
         let dbf = File::open(&self.path).map_err(io_err(&self.path))?;
         let wal = self.open_wal()?;
+        let shm = self.probe.as_ref().and_then(|p| p.committed_frames());
         let (scan, hdr) = match &wal {
             Some((f, Some(h))) if h.page_size == self.page_size => {
                 let s = match wal_reader::scan(
@@ -576,6 +620,16 @@ impl Db {
             }
             _ => (None, None),
         };
+        match (&scan, &hdr) {
+            (Some(sc), Some(h)) => self.check_scan_complete(shm, h, sc.end)?,
+            // No readable WAL header while SQLite counts committed frames: the header is being
+            // rewritten; the database file alone may be mid-checkpoint.
+            _ => {
+                if shm.is_some_and(|(_, _, mx)| mx > 0) && wal.is_some() {
+                    return Err(DbError::Raced(self.path.clone()));
+                }
+            }
+        }
         let commit = match &scan {
             Some(s) if s.commits > 0 => s.commit,
             _ => db_file_page_count(&dbf, &self.path, self.page_size)?,
@@ -786,6 +840,7 @@ impl Db {
         self.conn().release_guard();
         self.guard_epoch += 1;
         self.continuity = Continuity::Released;
+        self.foreign_checkpoint_at = Some(Instant::now());
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let busy = self
@@ -809,20 +864,55 @@ impl Db {
         if self.conn.is_none() || self.page_size == 0 {
             return Ok(());
         }
+        let frame = WAL_FRAME_HEADER_SIZE + self.page_size as u64;
+        // The file only shrinks on TRUNCATE: its size is the disk the WAL takes.
         let wal_len = std::fs::metadata(&self.wal_path)
             .map(|m| m.len())
             .unwrap_or(0);
-        let frames = wal_len.saturating_sub(WAL_HEADER_SIZE)
-            / (WAL_FRAME_HEADER_SIZE + self.page_size as u64);
-        if frames >= self.opts.truncate_page_n {
-            return self.emergency_truncate(frames);
+        let file_frames = wal_len.saturating_sub(WAL_HEADER_SIZE) / frame;
+        if file_frames >= self.opts.truncate_page_n {
+            return self.emergency_truncate(file_frames);
         }
-        let interval_due = self.synced_since_checkpoint
+        // Frames in use: the current generation up to the replicated position (after a restart
+        // the file keeps its size, but its old frames are dead).
+        let live = self.live_frames(frame);
+        // SQLite refuses a checkpoint, busy handler or not, while another connection runs one,
+        // so each checkpoint of ours can make an app's explicit checkpoint fail. When the app
+        // checkpoints the WAL itself, walstream stays out of its way until the WAL is far past
+        // the threshold.
+        let app_manages = self.foreign_checkpoint_at.is_some_and(|t| {
+            t.elapsed() < self.opts.checkpoint_interval.max(Duration::from_secs(1))
+        });
+        let threshold = if app_manages {
+            self.opts.min_checkpoint_page_count.saturating_mul(8)
+        } else {
+            self.opts.min_checkpoint_page_count
+        };
+        let interval_due = !app_manages
+            && self.synced_since_checkpoint
             && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval;
-        if frames >= self.opts.min_checkpoint_page_count || interval_due {
+        if live >= threshold || interval_due {
+            if self
+                .probe
+                .as_ref()
+                .is_some_and(|p| p.checkpoint_in_progress())
+            {
+                return Ok(());
+            }
             self.checkpoint_passive()?;
         }
         Ok(())
+    }
+
+    fn live_frames(&self, frame: u64) -> u64 {
+        let Some(pos) = self.pos else { return 0 };
+        let Ok(Some((_, Some(h)))) = self.open_wal() else {
+            return 0;
+        };
+        if (h.salt1, h.salt2) != pos.salts {
+            return 0;
+        }
+        pos.offset.saturating_sub(WAL_HEADER_SIZE) / frame
     }
 
     /// PASSIVE checkpoint with the guard at the newest snapshot (so it copies everything), then,
@@ -849,6 +939,7 @@ impl Db {
             self.conn().release_guard_keep_writer();
             self.guard_epoch += 1;
             self.continuity = Continuity::Released;
+            self.own_restart = true;
             self.conn().bump_seq_in_writer()?;
             Ok(())
         })();

@@ -33,8 +33,21 @@ pub enum ReplicaError {
 
 /// The newest TXID on the store, over every level. `None` for an empty replica.
 pub async fn remote_max_txid(store: &DynStore) -> Result<Option<TxId>, ReplicaError> {
+    max_txid_of_levels(store, 0..=SNAPSHOT_LEVEL).await
+}
+
+/// Where L0 uploads resume: the newest TXID in levels 0..=8. A snapshot (L9) does not count, so
+/// an L0 file a crash left un-uploaded after its snapshot still goes up and L0 stays contiguous.
+pub async fn remote_upload_position(store: &DynStore) -> Result<Option<TxId>, ReplicaError> {
+    max_txid_of_levels(store, 0..=SNAPSHOT_LEVEL - 1).await
+}
+
+async fn max_txid_of_levels(
+    store: &DynStore,
+    levels: std::ops::RangeInclusive<u8>,
+) -> Result<Option<TxId>, ReplicaError> {
     let mut max = None;
-    for level in 0..=SNAPSHOT_LEVEL {
+    for level in levels {
         let files = store
             .ltx_files(level)
             .await
@@ -173,7 +186,7 @@ impl Replica {
             self.upload(&f).await?;
             info!(replica = %self.store.describe(), max_txid = %f.max_txid, elapsed = ?started.elapsed().unwrap_or_default(), "snapshot uploaded");
             let _ = std::fs::remove_file(&f.path);
-            self.remote = self.remote.max(Some(f.max_txid));
+            // A snapshot does not advance the L0 upload position: L0 stays contiguous.
             n += 1;
         }
         let files = self.meta.list(0)?;

@@ -173,9 +173,29 @@ fn l0_txids(replica: &Path) -> Vec<u64> {
     v
 }
 
+/// (min, max) of the files of one level on a file replica.
+fn l_txids(replica: &Path, level: u8) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = std::fs::read_dir(replica.join("ltx").join(level.to_string()))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    ltx::parse_file_name(&e.file_name().to_string_lossy()).map(|(a, b)| (a.0, b.0))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    if v.len() > 6 {
+        let n = v.len();
+        v.drain(3..n - 3);
+    }
+    v
+}
+
 /// Polls until a restore of `replica` has the digest `want`.
 fn wait_replicated(replica: &Path, out: &Path, want: &str, timeout: Duration) -> Duration {
     let start = Instant::now();
+    let mut last = String::new();
     loop {
         if replica.join("ltx/0").exists() {
             remove_db(out);
@@ -189,10 +209,19 @@ fn wait_replicated(replica: &Path, out: &Path, want: &str, timeout: Duration) ->
             if o.status.success() && logical_digest(out) == want {
                 return start.elapsed();
             }
+            last = format!(
+                "exit {}, stderr: {}, files: {:?}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr),
+                (0..=9)
+                    .map(|l| (l, l_txids(replica, l)))
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect::<Vec<_>>()
+            );
         }
         assert!(
             start.elapsed() < timeout,
-            "replica did not reach the source state within {timeout:?}"
+            "replica did not reach the source state within {timeout:?}; last restore: {last}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -534,11 +563,29 @@ fn check_both_restore(dir: &Path, db: &Path, replica: &Path, phase: &str) -> u64
     restore(replica, &a, None);
     litestream_restore(replica, &b);
     assert_eq!(integrity(&a), "ok", "{phase}");
-    assert_eq!(
-        logical_digest(&a),
-        want,
-        "{phase}: walstream restore differs from the source"
-    );
+    if logical_digest(&a) != want {
+        let log = std::fs::read_to_string(dir.join("walstream.log")).unwrap_or_default();
+        let rows = |p: &Path| -> (i64, i64) {
+            let c = Connection::open(p).unwrap();
+            c.query_row("SELECT COUNT(*), MAX(id) FROM t", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+        };
+        let files: Vec<_> = (0..=9)
+            .map(|l| (l, l_txids(replica, l)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        if let Some(keep) = std::env::var_os("WALSTREAM_KEEP_FAILED") {
+            let _ = Command::new("cp").arg("-a").arg(dir).arg(keep).status();
+        }
+        panic!(
+            "{phase}: walstream restore differs from the source: rows {:?} vs {:?}; files {files:?}; log:\n{}",
+            rows(&a),
+            rows(db),
+            log.lines().filter(|l| !l.contains("DEBUG")).collect::<Vec<_>>().join("\n")
+        );
+    }
     assert_eq!(
         logical_digest(&b),
         want,

@@ -251,7 +251,8 @@ async fn start_db(
     } else {
         crate::storage::retry::RetryPolicy::upload()
     };
-    let mut rep = Replica::new(store, db.meta().clone(), remote)
+    let upload_from = replica::remote_upload_position(&store).await?;
+    let mut rep = Replica::new(store, db.meta().clone(), upload_from)
         .with_retry(retry)
         .with_stop(stop.clone(), replica::DEFAULT_SHUTDOWN_TIMEOUT);
     if once {

@@ -55,6 +55,23 @@ impl ShmProbe {
         (ckpt == write).then_some(ckpt)
     }
 
+    /// The WAL-index header's view of the WAL: (salt1, salt2, mxFrame), the number of frames
+    /// SQLite considers committed. Read without locks: the two copies of the header must agree
+    /// (SQLite writes them in turn), else `None`.
+    pub fn committed_frames(&self) -> Option<(u32, u32, u32)> {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 96];
+        self.file.read_exact_at(&mut b, 0).ok()?;
+        if b[..48] != b[48..96] || b[12] == 0 {
+            return None;
+        }
+        // Native byte order, as SQLite stores the wal-index in memory.
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        // aSalt is copied from the WAL header bytes as they are (big-endian on disk).
+        let salt = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        Some((salt(32), salt(36), w(16)))
+    }
+
     /// Whether another process holds the checkpointer lock.
     pub fn checkpoint_in_progress(&self) -> bool {
         self.holder(CKPT_LOCK).is_some()
