@@ -178,6 +178,11 @@ pub struct Db {
     /// Set while walstream restarts the WAL itself, so that restart is not counted as foreign.
     own_restart: bool,
     identity: Option<(u64, u64)>,
+    /// The database file, opened once per connection lifetime and closed only after the SQLite
+    /// connections: closing *any* descriptor of a file drops every POSIX lock this process holds
+    /// on it, SQLite's own included (a read of the database through a short-lived `File` would
+    /// silently release the guard's locks).
+    db_file: Option<std::sync::Arc<File>>,
     page_buf: Vec<u8>,
 }
 
@@ -221,6 +226,7 @@ impl Db {
             foreign_checkpoint_at: None,
             own_restart: false,
             identity: None,
+            db_file: None,
             page_buf: Vec::new(),
         };
         db.load_local_position()?;
@@ -326,6 +332,13 @@ impl Db {
             self.page_size = conn.page_size()?;
             self.conn = Some(conn);
             self.identity = Some(ident);
+            match File::open(&self.path) {
+                Ok(f) => self.db_file = Some(std::sync::Arc::new(f)),
+                Err(e) => {
+                    self.close("cannot open database file for reading");
+                    return Err(io_err(&self.path)(e));
+                }
+            }
             self.probe = ShmProbe::open(&self.path);
         }
         if self.probe.is_none() {
@@ -338,7 +351,9 @@ impl Db {
         if self.conn.take().is_some() {
             debug!(db = %self.path.display(), why, "closing database connections");
         }
+        // Only after the connections: see `db_file`.
         self.probe = None;
+        self.db_file = None;
         self.guard_epoch += 1;
         self.continuity = Continuity::Unknown;
     }
@@ -348,6 +363,13 @@ impl Db {
         self.conn
             .as_mut()
             .expect("invariant: ensure_open ran first")
+    }
+
+    /// The long-lived database file handle (see the field's comment).
+    fn db_file(&self) -> Result<std::sync::Arc<File>, DbError> {
+        self.db_file
+            .clone()
+            .ok_or_else(|| DbError::Raced(self.path.clone()))
     }
 
     /// Takes or moves the guard read transaction to the newest snapshot.
@@ -479,6 +501,16 @@ impl Db {
             self.check_scan_complete(shm, &hdr, scan.end)?;
         }
         if scan.commits == 0 {
+            debug!(
+                db = %self.path.display(),
+                start,
+                end = scan.end,
+                salts = ?(hdr.salt1, hdr.salt2),
+                pos_salts = ?pos.salts,
+                wal_len = wal.metadata().map(|m| m.len()).unwrap_or(0),
+                shm = ?shm,
+                "nothing new in the WAL"
+            );
             if start == WAL_HEADER_SIZE && (hdr.salt1, hdr.salt2) != pos.salts {
                 // New generation, nothing committed in it yet: the position moves to its start
                 // only when an L0 file records it.
@@ -597,7 +629,8 @@ impl Db {
     fn snapshot(&mut self, reason: &'static str) -> Result<SyncOutcome, DbError> {
         let txid = self.next_txid();
         info!(db = %self.path.display(), txid = %txid, reason, "taking a full snapshot into L0");
-        let dbf = File::open(&self.path).map_err(io_err(&self.path))?;
+        let dbf = self.db_file()?;
+        let dbf: &File = &dbf;
         let wal = self.open_wal()?;
         let shm = self.probe.as_ref().and_then(|p| p.committed_frames());
         let (scan, hdr) = match &wal {
@@ -709,7 +742,8 @@ impl Db {
         sources: Vec<(u32, PageSource)>,
         _what: &'static str,
     ) -> Result<(), DbError> {
-        let dbf = File::open(&self.path).map_err(io_err(&self.path))?;
+        let dbf = self.db_file()?;
+        let dbf: &File = &dbf;
         self.write_pages(header, Some((wal, wal_hdr)), &dbf, &sources, 0, false)
     }
 
@@ -979,7 +1013,8 @@ impl Db {
         let Some(pos) = self.pos else {
             return Ok(false);
         };
-        let dbf = File::open(&self.path).map_err(io_err(&self.path))?;
+        let dbf = self.db_file()?;
+        let dbf: &File = &dbf;
         let wal = self.open_wal()?;
         let (map, commit, wal_file, wal_hdr) = match &wal {
             Some((f, Some(h)))
