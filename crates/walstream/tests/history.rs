@@ -1,0 +1,278 @@
+//! History end to end: compaction levels, L9 snapshots, point-in-time restore, and Litestream
+//! 0.5.17 reading the compacted and snapshot files walstream wrote.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::{Rng, SeedableRng};
+use rusqlite::Connection;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_walstream")
+}
+
+fn litestream() -> PathBuf {
+    if let Some(p) = std::env::var_os("LITESTREAM_BIN") {
+        return PathBuf::from(p);
+    }
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/litestream");
+    assert!(
+        shared.exists(),
+        "the real Litestream is needed: run scripts/test.sh"
+    );
+    shared
+}
+
+fn files(replica: &Path, level: u8) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = std::fs::read_dir(replica.join("ltx").join(level.to_string()))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    ltx::parse_file_name(&e.file_name().to_string_lossy()).map(|(a, b)| (a.0, b.0))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn rows(db: &Path) -> i64 {
+    let c = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn remove_db(out: &Path) {
+    for s in ["", "-wal", "-shm"] {
+        let mut p = out.as_os_str().to_owned();
+        p.push(s);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+fn restore(args: &[&str], replica: &Path, out: &Path) -> std::process::Output {
+    remove_db(out);
+    Command::new(bin())
+        .arg("restore")
+        .arg("-o")
+        .arg(out)
+        .args(args)
+        .arg(replica)
+        .output()
+        .unwrap()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let ms = t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // civil from days (Howard Hinnant's algorithm)
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A workload records (wall time, rows) after each commit; restoring to `-timestamp` at 20 seeded
+/// random instants yields a state committed before the instant, and not older than one sync
+/// (L0 kept) or one L1 interval (L0 deleted) before it. Shortened intervals make L1, L2 and a
+/// snapshot exist; Litestream 0.5.17 restores those files to the same bytes.
+#[test]
+#[ignore = "the history task is experimental (WALSTREAM_EXPERIMENTAL_HISTORY): run with --ignored"]
+fn history_time_travel_and_litestream_reads_compacted_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let cfg = dir.path().join("walstream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "levels:\n  - interval: 2s\n  - interval: 6s\nsnapshot:\n  interval: 8s\n  retention: 1h\nl0-retention: 1h\ndbs:\n  - path: {}\n    replica:\n      path: {}\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
+        .unwrap();
+    let log = std::fs::File::create(dir.path().join("walstream.log")).unwrap();
+    let rep = Proc(
+        Command::new(bin())
+            .env("WALSTREAM_EXPERIMENTAL_HISTORY", "1")
+            .args(["replicate", "-config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let start = SystemTime::now();
+    let mut commits: Vec<(SystemTime, i64)> = Vec::new();
+    let t0 = Instant::now();
+    let mut n = 0i64;
+    while t0.elapsed() < Duration::from_secs(20) {
+        n += 1;
+        c.execute(
+            "INSERT INTO t(v) VALUES (?1)",
+            [format!("row {n} {}", "h".repeat((n % 200) as usize))],
+        )
+        .unwrap();
+        commits.push((SystemTime::now(), n));
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let end = SystemTime::now();
+    std::thread::sleep(Duration::from_millis(2500));
+    unsafe { libc::kill(rep.0.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(rep);
+    assert!(!files(&replica, 1).is_empty(), "no L1 files");
+    assert!(!files(&replica, 2).is_empty(), "no L2 files");
+    assert!(!files(&replica, 9).is_empty(), "no L9 snapshot");
+
+    let committed_before = |t: SystemTime| {
+        commits
+            .iter()
+            .filter(|(at, _)| *at < t)
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(0)
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    let out = dir.path().join("pit.db");
+    let span = end.duration_since(start).unwrap();
+    let mut checked = 0;
+    for _ in 0..20 {
+        let t = start + Duration::from_millis(rng.gen_range(500..span.as_millis() as u64));
+        let o = restore(&["-timestamp", &rfc3339(t)], &replica, &out);
+        assert!(
+            o.status.success(),
+            "restore -timestamp {}: {}",
+            rfc3339(t),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = rows(&out);
+        let upper = committed_before(t);
+        // One sync lags the commit by the wake-up and the write: allow half a second.
+        let lower = committed_before(t - Duration::from_millis(500));
+        assert!(
+            got <= upper,
+            "restore at {} has {got} rows, more than committed before it ({upper})",
+            rfc3339(t)
+        );
+        assert!(
+            got >= lower,
+            "restore at {} has {got} rows, older than one sync before it ({lower})",
+            rfc3339(t)
+        );
+        checked += 1;
+    }
+    // Without L0 (as after l0-retention), the granularity is L1's interval.
+    let coarse = dir.path().join("coarse");
+    copy_dir(&replica, &coarse);
+    std::fs::remove_dir_all(coarse.join("ltx/0")).unwrap();
+    for _ in 0..10 {
+        let t = start + Duration::from_millis(rng.gen_range(3000..span.as_millis() as u64));
+        let o = restore(&["-timestamp", &rfc3339(t)], &coarse, &out);
+        assert!(
+            o.status.success(),
+            "coarse restore -timestamp {}: {}",
+            rfc3339(t),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = rows(&out);
+        assert!(got <= committed_before(t));
+        assert!(
+            got >= committed_before(t - Duration::from_millis(2500)),
+            "coarse restore older than one L1 interval"
+        );
+    }
+    eprintln!("time travel: {checked} fine and 10 coarse instants checked");
+
+    // Litestream restores the compacted and snapshot files walstream wrote (no L0), latest and by
+    // -txid at an L2 boundary, to the same bytes as walstream.
+    let url = format!("file://{}", coarse.display());
+    let mine = dir.path().join("mine.db");
+    let theirs = dir.path().join("theirs.db");
+    let mut targets = Vec::new();
+    if let Some((_, max)) = files(&coarse, 2).first() {
+        targets.push(Some(format!("{max:016x}")));
+    }
+    targets.push(None);
+    for target in targets {
+        let mut args: Vec<String> = Vec::new();
+        if let Some(t) = &target {
+            args = vec!["-txid".into(), t.clone()];
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = restore(&a, &coarse, &mine);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        remove_db(&theirs);
+        let o = Command::new(litestream())
+            .args(["restore", "-o"])
+            .arg(&theirs)
+            .args(&a)
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "litestream restore {target:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&mine).unwrap(),
+            std::fs::read(&theirs).unwrap(),
+            "restores differ at {target:?}"
+        );
+    }
+    assert_eq!(rows(&mine), n);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &p);
+        } else {
+            std::fs::copy(e.path(), &p).unwrap();
+            let mtime = std::fs::metadata(e.path()).unwrap().modified().unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+        }
+    }
+}
