@@ -665,7 +665,7 @@ impl Db {
         }
         let commit = match &scan {
             Some(s) if s.commits > 0 => s.commit,
-            _ => db_file_page_count(&dbf, &self.path, self.page_size)?,
+            _ => db_file_page_count(dbf, &self.path, self.page_size)?,
         };
         if commit == 0 {
             return Err(DbError::Invalid {
@@ -714,7 +714,7 @@ impl Db {
         self.write_pages(
             &header,
             wal_file.zip(wal_hdr.as_ref()),
-            &dbf,
+            dbf,
             &sources,
             0,
             l9,
@@ -744,7 +744,7 @@ impl Db {
     ) -> Result<(), DbError> {
         let dbf = self.db_file()?;
         let dbf: &File = &dbf;
-        self.write_pages(header, Some((wal, wal_hdr)), &dbf, &sources, 0, false)
+        self.write_pages(header, Some((wal, wal_hdr)), dbf, &sources, 0, false)
     }
 
     /// Encodes the pages into `ltx/0/<txid>-<txid>.ltx` (and, for `l9`, the same pages as the
@@ -1039,7 +1039,7 @@ impl Db {
             }
             _ if self.position_is_generation_end(None) || pos.offset <= WAL_HEADER_SIZE => (
                 BTreeMap::new(),
-                db_file_page_count(&dbf, &self.path, self.page_size)?,
+                db_file_page_count(dbf, &self.path, self.page_size)?,
                 None,
                 None,
             ),
@@ -1075,7 +1075,7 @@ impl Db {
         self.write_pages(
             &header,
             wal_file.zip(wal_hdr.as_ref()),
-            &dbf,
+            dbf,
             &sources,
             SNAPSHOT_LEVEL,
             false,

@@ -437,7 +437,7 @@ fn replicate_survives_repeated_kill9() {
                     rusqlite::params![n, format!("row {n} {}", "y".repeat((n % 300) as usize))],
                 )
                 .unwrap();
-                if n % 97 == 0 {
+                if n.is_multiple_of(97) {
                     let mode = ["PASSIVE", "FULL", "RESTART", "TRUNCATE"][(n / 97 % 4) as usize];
                     let _: i64 = c
                         .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(0))
