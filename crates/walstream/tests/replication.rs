@@ -656,3 +656,44 @@ fn switching_litestream_walstream_litestream() {
     );
     eprintln!("switching: TXIDs {t1:x} (Litestream) -> {t2:x} (walstream) -> {t3:x} (Litestream)");
 }
+
+/// Regression: walstream read the database through short-lived `File`s, and closing one dropped
+/// every POSIX lock the process held on the file, SQLite's guard included. The app's last
+/// connection then got its EXCLUSIVE lock on close, checkpointed and deleted the WAL past frames
+/// not yet copied: the last commits before a shutdown never reached the replica.
+#[test]
+fn regression_short_lived_db_file_dropped_sqlite_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let log = dir.path().join("walstream.log");
+    app_conn(&db)
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    let rep = Replicator::start(&db, &replica, &log);
+    std::thread::sleep(Duration::from_millis(300));
+    for round in 0..8 {
+        // Each round: a burst of commits on a connection that then closes (the app's last one).
+        let c = app_conn(&db);
+        for i in 0..40 {
+            c.execute("INSERT INTO t(v) VALUES (?1)", [format!("{round}-{i}")])
+                .unwrap();
+        }
+        drop(c);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            std::fs::metadata(db.with_extension("db-wal")).is_ok_and(|m| m.len() > 32),
+            "round {round}: the app's close removed or emptied the WAL while walstream was attached"
+        );
+    }
+    let want = logical_digest(&db);
+    std::thread::sleep(Duration::from_millis(300));
+    rep.stop();
+    let out = dir.path().join("restored.db");
+    restore(&replica, &out, None);
+    assert_eq!(
+        logical_digest(&out),
+        want,
+        "commits before the shutdown are missing"
+    );
+}
