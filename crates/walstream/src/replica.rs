@@ -97,6 +97,8 @@ pub struct Replica {
     /// Delete uploaded local L0 files (all but the newest). Off while compaction runs: it reads
     /// them instead of downloading them again, and prunes them once L1 covers them.
     prune_uploaded: bool,
+    /// MaxTXIDs of the L9 snapshots this replica uploaded: L0 may jump onto them.
+    snapshot_txids: std::collections::HashSet<TxId>,
 }
 
 impl Replica {
@@ -111,6 +113,7 @@ impl Replica {
             stop_seen: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             prune_uploaded: true,
+            snapshot_txids: std::collections::HashSet::new(),
         }
     }
 
@@ -182,6 +185,7 @@ impl Replica {
     pub async fn sync(&mut self) -> Result<usize, ReplicaError> {
         let mut n = 0;
         for f in self.meta.list(SNAPSHOT_LEVEL)? {
+            self.snapshot_txids.insert(f.max_txid);
             let started = SystemTime::now();
             self.upload(&f).await?;
             info!(replica = %self.store.describe(), max_txid = %f.max_txid, elapsed = ?started.elapsed().unwrap_or_default(), "snapshot uploaded");
@@ -194,6 +198,15 @@ impl Replica {
         for f in &files {
             if Some(f.max_txid) <= self.remote {
                 continue;
+            }
+            // Upload strictly in TXID order. A directory listing may miss a file renamed into
+            // place while it runs and still show a later one; uploading past the hole would
+            // leave it forever. A jump is taken only onto a full snapshot that went up as L9.
+            if let Some(r) = self.remote {
+                if f.min_txid.0 != r.0 + 1 && !self.snapshot_txids.contains(&f.max_txid) {
+                    debug!(replica = %self.store.describe(), after = %r, next = %f.min_txid, "L0 listing has a hole; waiting for the next pass");
+                    break;
+                }
             }
             self.upload(f).await?;
             debug!(replica = %self.store.describe(), txid = %f.max_txid, "L0 uploaded");
