@@ -1128,24 +1128,9 @@ fn old_frame_follows(wal: &File, pos: &Pos, page_size: u32, big_endian: bool) ->
         // the worst.
         return true;
     };
-    let (mut s0, mut s1) = seed;
-    let mut feed = |bytes: &[u8]| {
-        for pair in bytes.chunks_exact(8) {
-            let rd = |b: &[u8]| {
-                let a = [b[0], b[1], b[2], b[3]];
-                if big_endian {
-                    u32::from_be_bytes(a)
-                } else {
-                    u32::from_le_bytes(a)
-                }
-            };
-            s0 = s0.wrapping_add(rd(&pair[0..4]).wrapping_add(s1));
-            s1 = s1.wrapping_add(rd(&pair[4..8]).wrapping_add(s0));
-        }
-    };
-    feed(&buf[0..8]);
-    feed(&buf[WAL_FRAME_HEADER_SIZE as usize..]);
-    (s0, s1) == (word(16), word(20))
+    let sum = wal_reader::wal_checksum(big_endian, seed, &buf[..8]);
+    let sum = wal_reader::wal_checksum(big_endian, sum, &buf[WAL_FRAME_HEADER_SIZE as usize..]);
+    sum == (word(16), word(20))
 }
 
 /// Database size in pages from the header (when valid) or the file length.
