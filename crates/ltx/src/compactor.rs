@@ -28,8 +28,14 @@ pub struct Compactor<R: Read> {
 }
 
 impl<R: Read> Compactor<R> {
-    /// `inputs` in TXID order. Fails unless each input's MinTXID is the previous MaxTXID + 1 and all
-    /// page sizes agree. If `inputs[0]` is not a snapshot, the output is not one either.
+    /// `inputs` in TXID order. Each input must start no later than right after the previous one
+    /// (MinTXID ≤ previous MaxTXID + 1) and reach further (MaxTXID > previous MaxTXID); all page
+    /// sizes must agree. If `inputs[0]` is not a snapshot, the output is not one either.
+    ///
+    /// Overlap is allowed because it is sound: an LTX file holds the final image of every page
+    /// changed in its range, so laying `b` over the state at `a.max` (inside `b`'s range) gives
+    /// the state at `b.max`. It happens in every replica with history: an L1 file's interval
+    /// straddles the TXID at which a snapshot was taken.
     pub fn new(inputs: Vec<Decoder<R>>) -> Result<Self> {
         let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
             return Err(Error::Compaction("no input files".into()));
@@ -43,7 +49,8 @@ impl<R: Read> Compactor<R> {
                     b.page_size, b.min_txid, b.max_txid, a.page_size, a.min_txid, a.max_txid
                 )));
             }
-            if a.max_txid.0.checked_add(1) != Some(b.min_txid.0) {
+            let starts_in_time = b.min_txid.0 <= a.max_txid.0.saturating_add(1);
+            if !starts_in_time || b.max_txid <= a.max_txid || b.min_txid.0 == 0 {
                 return Err(Error::Compaction(format!(
                     "not contiguous: {}-{} then {}-{}",
                     a.min_txid, a.max_txid, b.min_txid, b.max_txid
@@ -130,8 +137,8 @@ impl<R: Read> Compactor<R> {
     }
     /// Finishes every input (verifying each file checksum) and returns the last input's trailer.
     ///
-    /// When two neighbouring inputs both track checksums (no NoChecksum), the later one's
-    /// pre-apply checksum must equal the earlier one's post-apply checksum.
+    /// When two neighbouring, exactly contiguous inputs both track checksums (no NoChecksum), the
+    /// later one's pre-apply checksum must equal the earlier one's post-apply checksum.
     pub fn finish(self) -> Result<Trailer> {
         let mut last: Option<(Header, Trailer)> = None;
         for dec in self.inputs {
@@ -140,6 +147,7 @@ impl<R: Read> Compactor<R> {
             if let Some((prev_h, prev_t)) = &last {
                 if !prev_h.no_checksum()
                     && !header.no_checksum()
+                    && prev_h.max_txid.0.checked_add(1) == Some(header.min_txid.0)
                     && prev_t.post_apply_checksum != header.pre_apply_checksum
                 {
                     return Err(Error::Compaction(format!(

@@ -504,6 +504,43 @@ fn fixtures_compactor_accepts_compacted_and_snapshot_inputs() {
     assert!(matches!(r, Err(Error::Compaction(_))));
 }
 
+/// Overlapping inputs: a snapshot taken in the middle of an L1 interval (1-5) then the L1 file
+/// that straddles it (3-8) give the same pages as compacting every L0 file. A file the previous
+/// one already covers (4-4 after 3-8) is refused.
+#[test]
+fn fixtures_compactor_accepts_overlapping_inputs() {
+    let merge = |inputs: &[Vec<u8>]| {
+        let c = Compactor::new(
+            inputs
+                .iter()
+                .map(|b| Decoder::new(b.as_slice()).unwrap())
+                .collect(),
+        )
+        .unwrap();
+        let h = c.header().clone();
+        c.write_ltx(&h, Vec::new()).unwrap().0
+    };
+    let l0: Vec<Vec<u8>> = (1..=9).map(|t| file("basic-4k", 0, t, t)).collect();
+    let snapshot_1_5 = merge(&l0[..5]);
+    let out = merge(&[
+        snapshot_1_5,
+        file("basic-4k", 1, 3, 8),
+        file("basic-4k", 0, 9, 9),
+    ]);
+    let d = decode(&out).unwrap();
+    assert_eq!((d.header.min_txid.0, d.header.max_txid.0), (1, 9));
+    assert_eq!(d.pages, decode(&merge(&l0)).unwrap().pages);
+
+    let inputs = [file("basic-4k", 1, 3, 8), file("basic-4k", 0, 4, 4)];
+    let r = Compactor::new(
+        inputs
+            .iter()
+            .map(|b| Decoder::new(b.as_slice()).unwrap())
+            .collect(),
+    );
+    assert!(matches!(r, Err(Error::Compaction(_))));
+}
+
 /// A corrupt input makes the compactor fail, not produce a database.
 #[test]
 fn fixtures_compactor_corrupt_input_fails() {
