@@ -539,6 +539,7 @@ impl Db {
             .collect();
         let n = sources.len();
         self.write_l0(&header, &wal, &hdr, sources, "L0 file")?;
+        crate::failpoint::hit("l0.after_write");
         self.pos = Some(Pos {
             txid,
             salts: (hdr.salt1, hdr.salt2),
@@ -956,6 +957,7 @@ impl Db {
         self.ensure_open()?;
         self.sync()?;
         let r = self.conn().checkpoint(CheckpointMode::Passive)?;
+        crate::failpoint::hit("checkpoint.after_passive");
         debug!(db = %self.path.display(), busy = r.busy, log = r.log, checkpointed = r.checkpointed, "PASSIVE checkpoint");
         self.last_checkpoint = Instant::now();
         self.synced_since_checkpoint = false;
@@ -980,6 +982,7 @@ impl Db {
         let commit = self.conn().commit_writer();
         inner?;
         commit?;
+        crate::failpoint::hit("checkpoint.after_restart");
         self.renew_guard()?;
         Ok(())
     }
@@ -991,6 +994,7 @@ impl Db {
         self.guard_epoch += 1;
         self.continuity = Continuity::Unknown;
         let r = self.conn().checkpoint(CheckpointMode::Truncate);
+        crate::failpoint::hit("checkpoint.after_truncate");
         self.last_checkpoint = Instant::now();
         self.renew_guard()?;
         let r = r?;
@@ -1080,6 +1084,7 @@ impl Db {
             SNAPSHOT_LEVEL,
             false,
         )?;
+        crate::failpoint::hit("snapshot.after_write");
         info!(db = %self.path.display(), txid = %pos.txid, pages = sources.len(), "L9 snapshot written");
         Ok(true)
     }

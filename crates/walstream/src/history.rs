@@ -134,11 +134,13 @@ pub async fn compact_level(
             path: out.clone(),
             source: std::io::Error::other(e),
         })??;
+    crate::failpoint::hit("compaction.after_merge");
     let created = UNIX_EPOCH + Duration::from_millis(header.timestamp.max(0) as u64);
     let info = store
         .write_ltx_file(level, min, max, &out, created)
         .await
         .map_err(storage(store))?;
+    crate::failpoint::hit("compaction.after_upload");
     info!(replica = %store.describe(), level, min_txid = %min, max_txid = %max, files = inputs.len(), size = info.size, "compaction complete");
     Ok(Some(info))
 }

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod compaction;
 pub mod config;
 pub mod db;
+pub mod failpoint;
 pub mod history;
 pub mod meta;
 pub mod replica;

@@ -188,6 +188,7 @@ impl Replica {
             self.snapshot_txids.insert(f.max_txid);
             let started = SystemTime::now();
             self.upload(&f).await?;
+            crate::failpoint::hit("snapshot.after_upload");
             info!(replica = %self.store.describe(), max_txid = %f.max_txid, elapsed = ?started.elapsed().unwrap_or_default(), "snapshot uploaded");
             let _ = std::fs::remove_file(&f.path);
             // A snapshot does not advance the L0 upload position: L0 stays contiguous.
@@ -209,6 +210,7 @@ impl Replica {
                 }
             }
             self.upload(f).await?;
+            crate::failpoint::hit("upload.before_position");
             debug!(replica = %self.store.describe(), txid = %f.max_txid, "L0 uploaded");
             self.remote = Some(f.max_txid);
             n += 1;

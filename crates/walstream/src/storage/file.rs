@@ -154,7 +154,9 @@ fn write_atomic(src: &Path, dst: &Path, created_at: SystemTime) -> Result<u64, S
         out.flush().map_err(|e| io_err(&tmp, e))?;
         out.sync_all().map_err(|e| io_err(&tmp, e))?;
         drop(out);
+        crate::failpoint::hit("upload.before_rename");
         std::fs::rename(&tmp, dst).map_err(|e| io_err(dst, e))?;
+        crate::failpoint::hit("upload.after_rename");
         Ok(size)
     })();
     if result.is_err() {
@@ -288,6 +290,7 @@ impl ReplicaStore for FileStore {
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err(p, e)),
                 }
+                crate::failpoint::hit("retention.between_deletes");
             }
             Ok(())
         })

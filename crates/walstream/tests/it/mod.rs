@@ -5,6 +5,7 @@ mod azure;
 mod backend_cycle;
 mod cli;
 mod config;
+mod crash;
 mod fault_proxy;
 mod faults;
 mod gcs;
