@@ -57,7 +57,8 @@ pub async fn run(args: LtxArgs) -> anyhow::Result<()> {
     let levels = parse_level(&args.level)?;
     let source = Source::parse(&args.path);
     let url = source.replica_url(args.config.as_deref())?;
-    let store = storage::open_url(url).with_context(|| format!("open replica {url}"))?;
+    let store = storage::open_url(url)
+        .with_context(|| format!("open replica {}", storage::redact_url(url)))?;
     let mut files = Vec::new();
     for level in levels {
         let listed = store

@@ -125,9 +125,8 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     }
 
     let store = match &replica {
-        ReplicaFrom::Url(url) => {
-            storage::open_url(url).with_context(|| format!("open replica {url}"))?
-        }
+        ReplicaFrom::Url(url) => storage::open_url(url)
+            .with_context(|| format!("open replica {}", storage::redact_url(url)))?,
         ReplicaFrom::Config(db) => storage::open_replica(&db.replica)
             .with_context(|| format!("open the replica of {}", db.path.display()))?,
     };

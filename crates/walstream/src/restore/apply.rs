@@ -2,6 +2,7 @@
 //! then one pass of the compactor writing `<out>.tmp` page by page.
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub async fn apply(
         let dir = parent_dir(&opts.output);
         create_dir_all_private(&dir).map_err(|e| RestoreError::io(&dir, e))?;
         let downloads = tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .prefix(".walstream-restore-")
             .tempdir_in(&dir)
             .map_err(|e| RestoreError::io(&dir, e))?;
@@ -136,7 +138,13 @@ pub(crate) async fn download(
     let file_ref = || FileRef::new(replica, info);
     let span = info_span!("download", level = info.level, min_txid = %info.min_txid, max_txid = %info.max_txid);
     async {
-        let mut out = tokio::fs::File::create(&dest)
+        // Owner-only, like the directory it is in.
+        let mut out = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&dest)
             .await
             .map_err(|e| RestoreError::io(&dest, e))?;
         let key = format!("{}/{}", info.level, info.file_name());
@@ -318,10 +326,44 @@ impl ApplyJob {
 
     fn run(self) -> Result<(u32, u32), RestoreError> {
         match self.write() {
-            Err(
-                e @ (RestoreError::MissingPage { .. } | RestoreError::DbChecksumMismatch { .. }),
-            ) => Err(self.diagnose(e)),
+            Err(RestoreError::MissingPage { pgno, txid, chain }) => {
+                let e = self.diagnose(RestoreError::MissingPage { pgno, txid, chain });
+                match e {
+                    RestoreError::MissingPage { pgno, .. } => {
+                        Err(self.missing_page_culprit(pgno, e))
+                    }
+                    other => Err(other),
+                }
+            }
+            Err(e @ RestoreError::DbChecksumMismatch { .. }) => Err(self.diagnose(e)),
             other => other,
+        }
+    }
+
+    /// When every file decodes on its own but page `pgno` is in none of them: the file that grew
+    /// the database past `pgno` (its commit reached `pgno` while the state before it was
+    /// smaller) should have held it. Names that file, or returns `err` if none is found.
+    fn missing_page_culprit(&self, pgno: u32, err: RestoreError) -> RestoreError {
+        let mut before = 0u32;
+        let mut culprit = None;
+        for i in 0..self.paths.len() {
+            let Ok(dec) = self.open(i) else { return err };
+            let commit = dec.header().commit;
+            if commit >= pgno && before < pgno {
+                culprit = Some((i, commit, before));
+            }
+            before = commit;
+        }
+        match culprit {
+            Some((i, commit, before)) => RestoreError::BadFile {
+                file: self.file_ref(i),
+                message: format!(
+                    "grows the database from {before} to {commit} pages but page {pgno} is \
+                     missing from it (chain {})",
+                    describe_chain(&self.chain)
+                ),
+            },
+            None => err,
         }
     }
 
@@ -360,7 +402,7 @@ impl ApplyJob {
             path: tmp.clone(),
             armed: true,
         };
-        let file = File::create(&tmp).map_err(|e| RestoreError::io(&tmp, e))?;
+        let file = create_private(&tmp).map_err(|e| RestoreError::io(&tmp, e))?;
         let mut w = BufWriter::with_capacity(WRITE_BUF, file);
         let mut buf = vec![0u8; page_size as usize];
         let zeros = vec![0u8; page_size as usize];
@@ -416,6 +458,10 @@ impl ApplyJob {
             .map_err(|e| RestoreError::io(&tmp, e.into_error()))?;
         file.set_len(u64::from(commit) * u64::from(page_size))
             .map_err(|e| RestoreError::io(&tmp, e))?;
+        // The finished database gets the mode a plain create would give it (0666 less the
+        // umask), as Litestream's restore does; only the file being assembled is owner-only.
+        file.set_permissions(std::fs::Permissions::from_mode(0o666 & !umask()))
+            .map_err(|e| RestoreError::io(&tmp, e))?;
         file.sync_all().map_err(|e| RestoreError::io(&tmp, e))?;
         drop(file);
 
@@ -443,6 +489,34 @@ impl ApplyJob {
             .map_err(|e| RestoreError::io(&dir, e))?;
         Ok((page_size, commit))
     }
+}
+
+/// Creates `path` afresh with mode 0600 (a stale file of that name, left by a crash, is replaced:
+/// an existing file would keep its old mode).
+fn create_private(path: &Path) -> std::io::Result<File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// The process umask, read from `/proc/self/status` (reading it with umask(2) would change it
+/// for a moment under other threads); 022 where that is unavailable.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// Moves `tmp` to `output` without replacing a database that appeared meanwhile: a hard link fails
@@ -538,6 +612,18 @@ mod tests {
             let mode = std::fs::metadata(&deep).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700);
         }
+    }
+
+    #[test]
+    fn create_private_is_owner_only_even_over_a_stale_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.tmp");
+        std::fs::write(&p, b"stale").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let f = create_private(&p).unwrap();
+        assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(f.metadata().unwrap().len(), 0);
+        assert!(umask() & !0o777 == 0);
     }
 
     #[test]

@@ -328,17 +328,14 @@ fn clean_abs(p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// The URL without user info or query, which may hold credentials.
-fn redact_url(url: &str) -> String {
+/// The URL without user info or query, which may hold credentials (also a password with an
+/// unencoded `/`: see `s3::url::host_and_path`).
+pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, path) = s3::host_and_path(rest);
     format!("{scheme}://{host}{path}")
 }
 

@@ -717,3 +717,289 @@ async fn faults_s3_proxy_cut_downloads_resume_by_range() {
     // Five cuts outlast object_store's own three body retries, so walstream's resume ran too.
     assert!(run.stderr.contains("resuming"), "{}", run.stderr);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 5, item 4b: an outage during live replication, between flaky periods.
+
+/// `walstream replicate -config` with `min-checkpoint-page-count` set, logging to `log`.
+fn start_with_config(db: &Path, url: &str, min_checkpoint: u64, log: &Path) -> Replicator {
+    let cfg = log.with_extension("yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    min-checkpoint-page-count: {min_checkpoint}\n    replica:\n      url: \"{url}\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let f = std::fs::File::create(log).unwrap();
+    let child = Command::new(super::util::bin())
+        .args(["replicate", "-log-level", "debug", "-config"])
+        .arg(&cfg)
+        .env("WALSTREAM_S3_READ_TIMEOUT", "1s")
+        .env_remove("LITESTREAM_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    Replicator {
+        child,
+        log: log.to_path_buf(),
+    }
+}
+
+/// Every key in a bucket, by a raw ListObjectsV2 to moto (not through walstream's listing, which
+/// skips names it does not parse).
+fn raw_keys(bucket: &str) -> Vec<String> {
+    use std::io::{Read, Write};
+    let endpoint = moto();
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        let q = match &token {
+            Some(t) => format!(
+                "list-type=2&continuation-token={}",
+                t.replace('=', "%3D")
+                    .replace('+', "%2B")
+                    .replace('/', "%2F")
+            ),
+            None => "list-type=2".to_string(),
+        };
+        write!(
+            s,
+            "GET /{bucket}?{q} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let mut rest = resp.as_str();
+        while let Some(i) = rest.find("<Key>") {
+            let after = &rest[i + 5..];
+            let j = after.find("</Key>").unwrap();
+            keys.push(after[..j].to_string());
+            rest = &after[j..];
+        }
+        token = resp
+            .split_once("<NextContinuationToken>")
+            .and_then(|(_, r)| r.split_once("</NextContinuationToken>"))
+            .map(|(t, _)| t.to_string());
+        if token.is_none() {
+            break;
+        }
+    }
+    keys
+}
+
+/// Size of a file, 0 when missing.
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Flaky network (10 % 503 SlowDown, 5 % cut mid-body, 5 % stalled 2 s), then an outage of
+/// `outage` (every request 503) while the app writes far more than the checkpoint threshold,
+/// then flaky again, then clean. Checks: the WAL stays bounded during the outage (the database
+/// thread checkpoints on its own schedule; unsent L0 files wait in the meta directory); the
+/// replica catches up and restores to the source within `catch_up`; every object in the bucket
+/// is a complete, valid LTX file; a restore through the same flaky proxy succeeds.
+async fn outage_during_replication(
+    tag: &str,
+    outage: Duration,
+    commit_every: Duration,
+    catch_up: Duration,
+) {
+    const MIN_CHECKPOINT: u64 = 200;
+    const ROWS: usize = 20;
+    let bucket = new_bucket(tag);
+    let proxy = FaultProxy::start(&moto());
+    let direct = walstream::storage::open_url(&s3_url(&bucket, &moto())).unwrap();
+    let dir = tempdir();
+    let (path, app) = app_db(dir.path());
+    let wal = dir.path().join("app.db-wal");
+    let meta_l0 = dir.path().join(".app.db-litestream/ltx/0");
+    commit(&app, 20, 200);
+    let rep = start_with_config(
+        &path,
+        &s3_url(&bucket, &proxy.endpoint()),
+        MIN_CHECKPOINT,
+        &dir.path().join("replicate.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while direct
+        .ltx_files(0)
+        .await
+        .map(|f| f.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "nothing replicated in 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let flaky = FaultConfig {
+        enabled: true,
+        slowdown: 0.10,
+        cut: 0.05,
+        stall: 0.05,
+        stall_for: Duration::from_secs(2),
+        seed: 4242,
+        ..FaultConfig::default()
+    };
+    let page = 4096u64;
+    let frame = page + 24;
+    let bound = 32 + (MIN_CHECKPOINT + 4 * ROWS as u64 + 64) * frame;
+
+    // Flaky for 5 s.
+    proxy.set_config(flaky.clone());
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        commit(&app, ROWS, 4000);
+        tokio::time::sleep(commit_every).await;
+    }
+    // The outage.
+    proxy.set_config(FaultConfig {
+        slowdown: 1.0,
+        ..flaky.clone()
+    });
+    let started = Instant::now();
+    let (mut max_wal, mut max_local, mut written, mut samples) = (0u64, 0usize, 0u64, 0usize);
+    while started.elapsed() < outage {
+        commit(&app, ROWS, 4000);
+        written += (ROWS as u64) * 4000;
+        max_wal = max_wal.max(file_len(&wal));
+        max_local = max_local.max(std::fs::read_dir(&meta_l0).map(|d| d.count()).unwrap_or(0));
+        samples += 1;
+        tokio::time::sleep(commit_every).await;
+    }
+    let outage_records = proxy.records().len();
+    // Flaky for 4 s more, then clean.
+    proxy.set_config(flaky.clone());
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        commit(&app, ROWS, 4000);
+        max_wal = max_wal.max(file_len(&wal));
+        tokio::time::sleep(commit_every).await;
+    }
+    proxy.set_enabled(false);
+    let faulted = proxy.records();
+    let want = logical_digest(&path);
+
+    let stopped = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let out = dir.path().join(format!("poll-{n}.db"));
+        if restore::run(&direct, &RestoreOptions::new(&out, Target::Latest))
+            .await
+            .is_ok()
+            && logical_digest(&out) == want
+        {
+            break;
+        }
+        let _ = std::fs::remove_file(&out);
+        assert!(
+            stopped.elapsed() < catch_up,
+            "no catch-up {catch_up:?} after the faults stopped:\n{}",
+            std::fs::read_to_string(&rep.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let caught_up = stopped.elapsed();
+
+    // Restore through the same flaky proxy while replication still runs.
+    proxy.set_config(FaultConfig {
+        seed: 99,
+        ..flaky.clone()
+    });
+    let before_restore = proxy.records().len();
+    let out = dir.path().join("through-faults.db");
+    let run = walstream(&[
+        "restore",
+        "-o",
+        out.to_str().unwrap(),
+        &s3_url(&bucket, &proxy.endpoint()),
+    ]);
+    run.success();
+    assert_eq!(logical_digest(&out), want);
+    let restore_records: Vec<Record> = proxy.records()[before_restore..].to_vec();
+    proxy.set_enabled(false);
+    let log = rep.stop();
+    assert!(!log.contains("panicked"), "{log}");
+
+    // Every object in the bucket is a whole LTX file under a valid name.
+    let keys = raw_keys(&bucket);
+    let bad: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            let mut parts = k.split('/');
+            !(parts.next() == Some("db")
+                && parts.next().is_some_and(|l| l.len() == 4)
+                && parts.next().and_then(ltx::parse_file_name).is_some()
+                && parts.next().is_none())
+        })
+        .collect();
+    assert!(bad.is_empty(), "stray objects: {bad:?}");
+    let objects = assert_all_decode(direct.as_ref()).await;
+    assert_eq!(objects, keys.len(), "listing vs raw keys");
+    assert_l0_contiguous(direct.as_ref()).await;
+
+    let by_kind = |rs: &[Record], f: Fault| count(rs, |r| r.faults.contains(&f));
+    eprintln!(
+        "outage {tag}: {outage:?} outage, WAL max {max_wal} bytes (bound {bound}, {} frames of {page}), \
+         {written} bytes committed during the outage in {samples} commits, up to {max_local} L0 files waiting locally; \
+         caught up {caught_up:?} after faults stopped; {objects} objects, all decode",
+        (max_wal.saturating_sub(32)) / frame
+    );
+    eprintln!(
+        "faults injected during replication ({} requests, {outage_records} until the outage ended): SlowDown={} Cut={} Drop={} Stall={}; \
+         during the restore ({} requests): SlowDown={} Cut={} Drop={} Stall={}",
+        faulted.len(),
+        by_kind(&faulted, Fault::SlowDown),
+        by_kind(&faulted, Fault::Cut),
+        by_kind(&faulted, Fault::Drop),
+        by_kind(&faulted, Fault::Stall),
+        restore_records.len(),
+        by_kind(&restore_records, Fault::SlowDown),
+        by_kind(&restore_records, Fault::Cut),
+        by_kind(&restore_records, Fault::Drop),
+        by_kind(&restore_records, Fault::Stall),
+    );
+    assert!(
+        written > 2 * bound,
+        "the outage did not write enough to test the bound"
+    );
+    assert!(
+        max_wal <= bound,
+        "WAL grew to {max_wal} bytes during the outage (bound {bound})"
+    );
+    assert!(
+        max_local >= 5,
+        "L0 files should wait locally during the outage"
+    );
+    assert!(by_kind(&faulted, Fault::SlowDown) > 0 && by_kind(&faulted, Fault::Stall) > 0);
+}
+
+/// The default-suite version: an 8 s outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_s3_outage_wal_bounded_and_catches_up() {
+    outage_during_replication(
+        "out8",
+        Duration::from_secs(8),
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    )
+    .await;
+}
+
+/// The long version: a 60 s outage. `cargo test -p walstream --test tests -- --ignored
+/// faults_s3_long_outage` (with moto running, as scripts/test.sh does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: a 60 s outage; run with --ignored"]
+async fn faults_s3_long_outage_60s_wal_bounded_and_catches_up() {
+    outage_during_replication(
+        "out60",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        Duration::from_secs(120),
+    )
+    .await;
+}

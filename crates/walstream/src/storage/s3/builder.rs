@@ -183,7 +183,9 @@ pub(crate) fn settings_with_env(cfg: &ReplicaConfig, env: &Env<'_>) -> Result<Se
             .or_else(|| env.var("AWS_ENDPOINT_URL"))
             .map(|e| with_scheme(&e, "https"))
     };
-    let endpoint = endpoint.map(|e| e.trim_end_matches('/').to_string());
+    // User info in an endpoint is never used to sign, and HTTP clients print it in logs and
+    // errors: it is dropped.
+    let endpoint = endpoint.map(|e| without_userinfo(e.trim_end_matches('/')));
     let explicit_path_style = match cfg.force_path_style {
         Some(v) => Some(v),
         None => query_bool(&["forcePathStyle", "force-path-style"])?,
@@ -326,6 +328,15 @@ pub fn retry_config() -> RetryConfig {
         max_retries: 3,
         retry_timeout: Duration::from_secs(60),
     }
+}
+
+/// `scheme://user:pass@host/...` without `user:pass@`.
+fn without_userinfo(endpoint: &str) -> String {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return endpoint.to_string();
+    };
+    let (host, path) = super::url::host_and_path(rest);
+    format!("{scheme}://{host}{path}")
 }
 
 /// Client options: http allowed for http endpoints, the CA bundle for https only, no total
@@ -502,6 +513,18 @@ mod tests {
             url: Some(u.to_string()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    /// Bug: user info in an endpoint (`https://user:pass@host`) reached hyper's trace logs and
+    /// the connection errors ("cannot connect to https://user:pass@...").
+    fn s3_endpoint_userinfo_is_dropped() {
+        assert_eq!(
+            without_userinfo("https://u:p@127.0.0.1:1"),
+            "https://127.0.0.1:1"
+        );
+        assert_eq!(without_userinfo("http://h:9000/x"), "http://h:9000/x");
+        assert_eq!(without_userinfo("h:9000"), "h:9000");
     }
 
     #[test]

@@ -58,6 +58,7 @@ mod error;
 #[cfg(test)]
 mod moto_tests;
 mod url;
+pub(crate) use url::host_and_path;
 
 pub use builder::Settings;
 

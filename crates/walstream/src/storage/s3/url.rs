@@ -22,11 +22,7 @@ pub(crate) fn parse_url(url: &str) -> Result<S3Url, String> {
     }
     let rest = rest.split('#').next().unwrap_or("");
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, path) = host_and_path(rest);
     let query = query
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -204,20 +200,60 @@ pub fn redact_query(url: &str) -> String {
     let base = url.split(['?', '#']).next().unwrap_or("");
     match base.split_once("://") {
         Some((scheme, rest)) => {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let (host, path) = host_and_path(rest);
             format!("{scheme}://{host}{path}")
         }
         None => base.to_string(),
     }
 }
 
+/// Splits what follows `scheme://` (without the query) into host and path, dropping user info.
+///
+/// User info ends at the last `@` of the authority. A password holding an unencoded `/` (AWS
+/// secret keys often do) ends the authority early: it then looks like `user:pass` with a port
+/// that is not a number, and its `@` comes in the path. In that case everything up to that `@`
+/// is user info, so that no part of the secret becomes the host, the path or an error message.
+pub(crate) fn host_and_path(rest: &str) -> (&str, &str) {
+    fn split(s: &str) -> (&str, &str) {
+        s.split_at(s.find('/').unwrap_or(s.len()))
+    }
+    let (authority, path) = split(rest);
+    if let Some((_, host)) = authority.rsplit_once('@') {
+        return (host, path);
+    }
+    let port_is_not_a_number = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.bytes().all(|b| b.is_ascii_digit()) || port.is_empty());
+    match path.find('@') {
+        Some(at) if port_is_not_a_number && !authority.starts_with('[') => split(&path[at + 1..]),
+        _ => (authority, path),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bug: a secret key with a `/` in `s3://KEY:SECRET@bucket/path` cut the authority short, so
+    /// the rest of the secret became the bucket, the endpoint or the path, and went into logs and
+    /// errors.
+    #[test]
+    fn s3_url_secret_with_slash_never_becomes_host_or_path() {
+        let url = "s3://AKIAX:abc/def+ghi@bucket/db?region=us-east-1";
+        let u = parse_url(url).unwrap();
+        assert_eq!(u.host.bucket, "bucket");
+        assert_eq!(u.path, "/db");
+        assert_eq!(redact_query(url), "s3://bucket/db");
+        assert_eq!(host_and_path("AKIAX:abc/def@b"), ("b", ""));
+        // Ordinary URLs are unchanged, an `@` in the path included.
+        assert_eq!(
+            host_and_path("b.localhost:9000/p@x"),
+            ("b.localhost:9000", "/p@x")
+        );
+        assert_eq!(host_and_path("u:p@b/p"), ("b", "/p"));
+        assert_eq!(host_and_path("bucket/p@x"), ("bucket", "/p@x"));
+        assert_eq!(host_and_path("[::1]:9000/p@x"), ("[::1]:9000", "/p@x"));
+    }
 
     #[test]
     fn s3_parse_host_like_litestream() {
