@@ -99,7 +99,7 @@ pub async fn compact_level(
     };
     let (min, max) = (first.min_txid, last.max_txid);
     let work = tempfile::Builder::new()
-        .prefix(".walstream-compact-")
+        .prefix(crate::meta::COMPACT_WORKDIR_PREFIX)
         .tempdir_in(tmp)
         .map_err(|source| HistoryError::Io {
             path: tmp.to_path_buf(),

@@ -35,6 +35,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MetaError {
     move |source| MetaError::Io { path, source }
 }
 
+/// Prefix of the work directories compaction creates in the meta directory's root.
+pub const COMPACT_WORKDIR_PREFIX: &str = ".walstream-compact-";
+
 /// One LTX file in the meta directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalLtx {
@@ -176,8 +179,20 @@ impl MetaDir {
         Ok(dst)
     }
 
-    /// Removes temp files a crash may have left.
+    /// Removes temp files a crash may have left, and compaction work directories
+    /// ([`COMPACT_WORKDIR_PREFIX`]) a process killed mid-compaction left in the root.
     pub fn remove_temp_files(&self) {
+        if let Ok(rd) = fs::read_dir(&self.root) {
+            for ent in rd.flatten() {
+                if ent
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(COMPACT_WORKDIR_PREFIX)
+                {
+                    let _ = fs::remove_dir_all(ent.path());
+                }
+            }
+        }
         for level in 0..=9u8 {
             let Ok(rd) = fs::read_dir(self.level_dir(level)) else {
                 continue;
