@@ -15,6 +15,7 @@ pub mod config;
 pub mod db;
 pub mod failpoint;
 pub mod history;
+pub mod lease;
 pub mod meta;
 pub mod replica;
 pub mod restore;

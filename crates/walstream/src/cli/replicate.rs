@@ -234,6 +234,11 @@ async fn start_db(
     let once = args.once;
     let (force_snapshot, enforce_retention) = (args.force_snapshot, args.enforce_retention);
     let history = t.opts.history.clone();
+    // The lease comes first: the replica's position is read under it.
+    let abs_db = std::path::absolute(&t.db).unwrap_or_else(|_| t.db.clone());
+    let meta_dir = crate::meta::MetaDir::for_db(&abs_db, t.opts.meta_path.as_deref());
+    let (store, lease) =
+        crate::lease::start(store, &abs_db, meta_dir.root(), t.replica.lease_options()).await?;
     let remote = replica::remote_max_txid(&store).await?;
     let db_path = t.db.clone();
     let opts = t.opts.clone();
@@ -267,18 +272,25 @@ async fn start_db(
                 Ok(db)
             })
             .await??;
-            rep.sync().await?;
-            drop(db);
-            if enforce_retention {
-                let n = history::enforce_retention(
-                    rep.store(),
-                    &history.retention,
-                    std::time::SystemTime::now(),
-                )
-                .await?;
-                info!(files = n, "retention enforced");
+            let r = async {
+                rep.sync().await?;
+                drop(db);
+                if enforce_retention {
+                    let n = history::enforce_retention(
+                        rep.store(),
+                        &history.retention,
+                        std::time::SystemTime::now(),
+                    )
+                    .await?;
+                    info!(files = n, "retention enforced");
+                }
+                anyhow::Ok(())
             }
-            Ok(())
+            .await;
+            if let Some(l) = lease {
+                l.finish().await;
+            }
+            r
         }));
     }
     let sync_interval = t.replica.sync_interval_or_default();
@@ -327,11 +339,14 @@ async fn start_db(
             }
         }
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        rep.sync().await?;
+        let r = rep.sync().await;
         if let Some(h) = hist {
             let _ = h.await;
         }
-        Ok(())
+        if let Some(l) = lease {
+            l.finish().await;
+        }
+        Ok(r.map(|_| ())?)
     }))
 }
 

@@ -127,6 +127,13 @@ pub struct ReplicaConfig {
     pub timeout: Option<Duration>,
     /// age encryption: rejected, as Litestream 0.5 rejects it.
     pub age: Option<AgeConfig>,
+    /// walstream extension: `lease` (default true) guards the replica against a second writer
+    /// with a lease object (`.walstream/lease`) where the store has conditional writes.
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub lease: Option<bool>,
+    /// walstream extension: `lease-ttl` (default 30 s), renewed every third of it.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub lease_ttl: Option<Duration>,
 }
 
 /// `age:` (Litestream 0.3 encryption; refused by 0.5 and by walstream).
@@ -221,6 +228,8 @@ impl ReplicaConfig {
             reconnect_wait,
             timeout,
             age,
+            lease,
+            lease_ttl,
         );
     }
 
@@ -239,6 +248,15 @@ impl ReplicaConfig {
     /// `sync-interval`, or its default (1 s).
     pub fn sync_interval_or_default(&self) -> Duration {
         self.sync_interval.unwrap_or(DEFAULT_SYNC_INTERVAL)
+    }
+
+    /// The lease settings, or `None` when `lease: false`.
+    pub fn lease_options(&self) -> Option<crate::lease::LeaseOptions> {
+        (self.lease != Some(false)).then(|| {
+            crate::lease::LeaseOptions::with_ttl(
+                self.lease_ttl.unwrap_or(crate::lease::DEFAULT_TTL),
+            )
+        })
     }
 
     /// `part-size` in bytes, if set.
@@ -487,7 +505,9 @@ impl fmt::Debug for ReplicaConfig {
             client_key,
             max_reconnects,
             reconnect_wait,
-            timeout
+            timeout,
+            lease,
+            lease_ttl
         );
         hidden!(
             secret_access_key,

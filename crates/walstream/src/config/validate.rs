@@ -110,6 +110,9 @@ const ALL_KEYS: &[&str] = &[
     "age",
     "identities",
     "recipients",
+    // walstream extensions.
+    "lease",
+    "lease-ttl",
 ];
 
 /// Replica keys that only some types read: (key, types).

@@ -35,6 +35,7 @@ where
     overwrite_replaces_file(&*new_store().await).await;
     created_at_round_trips(&*new_store().await).await;
     list_many_files(&*new_store().await).await;
+    lease_writes_are_conditional(&*new_store().await).await;
 }
 
 /// Source files for writes, in a temp directory that lives as long as this value.
@@ -355,4 +356,75 @@ pub async fn list_many_files(store: &dyn ReplicaStore) {
             .all(|(&(a, b), i)| a == i && b == i),
         "listing of {N} files is not sorted"
     );
+}
+
+/// The lease capability. With [`ReplicaStore::supports_lease`]: create-if-absent wins once,
+/// replace-if-match wins only against the current version (stale and made-up versions lose with
+/// `Conflict`), reads return what the last winner wrote, and the lease never shows up in a level
+/// listing. Without: both calls fail, and not with `Conflict` (which would read as "held").
+pub async fn lease_writes_are_conditional(store: &dyn ReplicaStore) {
+    use bytes::Bytes;
+    if !store.supports_lease() {
+        let r = store.read_lease().await;
+        assert!(
+            r.as_ref().is_err_and(|e| !e.is_conflict()),
+            "read_lease without lease support: {r:?}"
+        );
+        let w = store.write_lease(Bytes::from_static(b"x"), None).await;
+        assert!(
+            w.as_ref().is_err_and(|e| !e.is_conflict()),
+            "write_lease without lease support: {w:?}"
+        );
+        return;
+    }
+    let read = || async {
+        store
+            .read_lease()
+            .await
+            .unwrap_or_else(|e| panic!("read_lease: {e}"))
+    };
+    assert!(read().await.is_none(), "a new store has no lease");
+    let v1 = store
+        .write_lease(Bytes::from_static(b"owner-a 1"), None)
+        .await
+        .unwrap_or_else(|e| panic!("create lease: {e}"));
+    let again = store
+        .write_lease(Bytes::from_static(b"owner-b 1"), None)
+        .await;
+    assert!(
+        again.as_ref().is_err_and(|e| e.is_conflict()),
+        "second create must conflict: {again:?}"
+    );
+    let got = read().await.expect("lease after create");
+    assert_eq!(
+        (&got.data[..], &got.version),
+        (&b"owner-a 1"[..], &v1),
+        "lease after create"
+    );
+    let v2 = store
+        .write_lease(Bytes::from_static(b"owner-a 2"), Some(&v1))
+        .await
+        .unwrap_or_else(|e| panic!("replace lease at its version: {e}"));
+    assert_ne!(v1, v2, "a replaced lease has a new version");
+    for stale in [v1.clone(), super::LeaseVersion("\"made-up\"".to_string())] {
+        let r = store
+            .write_lease(Bytes::from_static(b"owner-b 2"), Some(&stale))
+            .await;
+        assert!(
+            r.as_ref().is_err_and(|e| e.is_conflict()),
+            "replace at stale version {stale:?} must conflict: {r:?}"
+        );
+    }
+    let got = read().await.expect("lease after replace");
+    assert_eq!(
+        (&got.data[..], &got.version),
+        (&b"owner-a 2"[..], &v2),
+        "lease after replace"
+    );
+    for level in 0..=super::SNAPSHOT_LEVEL {
+        assert!(
+            list(store, level).await.is_empty(),
+            "the lease shows in the L{level} listing"
+        );
+    }
 }

@@ -427,6 +427,22 @@ impl ReplicaStore for FaultStore {
             }
         }
     }
+
+    fn supports_lease(&self) -> bool {
+        self.inner.supports_lease()
+    }
+
+    async fn read_lease(&self) -> Result<Option<super::LeaseObject>, StorageError> {
+        self.inner.read_lease().await
+    }
+
+    async fn write_lease(
+        &self,
+        data: bytes::Bytes,
+        expected: Option<&super::LeaseVersion>,
+    ) -> Result<super::LeaseVersion, StorageError> {
+        self.inner.write_lease(data, expected).await
+    }
 }
 
 /// Shorthand: `Arc`-wrapped for use as a [`DynStore`] while keeping the counters reachable.

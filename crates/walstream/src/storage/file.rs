@@ -203,6 +203,90 @@ fn read_chunk(f: &mut std::fs::File, path: &Path) -> Result<Option<Bytes>, Stora
     Ok(Some(Bytes::from(buf)))
 }
 
+/// A version of the lease file: its length and FNV-1a hash (the contents name owner, generation
+/// and expiry, so equal contents are the same lease).
+fn lease_version(data: &[u8]) -> super::LeaseVersion {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    super::LeaseVersion(format!("{}-{h:016x}", data.len()))
+}
+
+fn read_lease_file(path: &Path) -> Result<Option<super::LeaseObject>, StorageError> {
+    match std::fs::read(path) {
+        Ok(data) => Ok(Some(super::LeaseObject {
+            version: lease_version(&data),
+            data: Bytes::from(data),
+        })),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+/// Compare-and-swap of the lease file: under an exclusive `flock` of `lease.lock` beside it (held
+/// only for this call, and taken by every walstream the same way), read, compare, write a temp
+/// file, fsync, rename, fsync the directory.
+fn write_lease_file(
+    path: &Path,
+    data: &[u8],
+    expected: Option<&super::LeaseVersion>,
+) -> Result<super::LeaseVersion, StorageError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io_err(path, std::io::Error::other("no parent directory")))?;
+    create_dirs(dir)?;
+    let lock_path = dir.join("lease.lock");
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(&lock_path)
+        .map_err(|e| io_err(&lock_path, e))?;
+    lock.lock().map_err(|e| io_err(&lock_path, e))?;
+    let current = read_lease_file(path)?;
+    let conflict = |message: String| StorageError::Conflict {
+        backend: BACKEND,
+        key: path.display().to_string(),
+        message,
+    };
+    match (expected, &current) {
+        (None, None) => {}
+        (None, Some(_)) => return Err(conflict("the lease exists already".to_string())),
+        (Some(_), None) => return Err(conflict("the lease is gone".to_string())),
+        (Some(want), Some(cur)) if &cur.version != want => {
+            return Err(conflict(
+                "the lease was changed by someone else".to_string(),
+            ))
+        }
+        (Some(_), Some(_)) => {}
+    }
+    let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".lease.{}-{seq}.tmp", std::process::id()));
+    let result = (|| {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, e))?;
+        out.write_all(data).map_err(|e| io_err(&tmp, e))?;
+        out.sync_all().map_err(|e| io_err(&tmp, e))?;
+        drop(out);
+        std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    fsync_dir(dir)?;
+    drop(lock);
+    Ok(lease_version(data))
+}
+
 #[async_trait]
 impl ReplicaStore for FileStore {
     fn kind(&self) -> &'static str {
@@ -293,6 +377,29 @@ impl ReplicaStore for FileStore {
                 crate::failpoint::hit("retention.between_deletes");
             }
             Ok(())
+        })
+        .await
+    }
+
+    fn supports_lease(&self) -> bool {
+        true
+    }
+
+    async fn read_lease(&self) -> Result<Option<super::LeaseObject>, StorageError> {
+        let path = self.root.join(super::LEASE_KEY);
+        let p = path.clone();
+        blocking(&path, move || read_lease_file(&p)).await
+    }
+
+    async fn write_lease(
+        &self,
+        data: Bytes,
+        expected: Option<&super::LeaseVersion>,
+    ) -> Result<super::LeaseVersion, StorageError> {
+        let path = self.root.join(super::LEASE_KEY);
+        let (p, expected) = (path.clone(), expected.cloned());
+        blocking(&path, move || {
+            write_lease_file(&p, &data, expected.as_ref())
         })
         .await
     }

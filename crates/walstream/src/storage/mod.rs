@@ -83,6 +83,17 @@ pub enum StorageError {
         /// What happened.
         message: String,
     },
+    /// A conditional write found the object changed (or present, or missing): someone else
+    /// wrote it. Not retryable as such: read it again and decide.
+    #[error("{backend}: {key}: {message}")]
+    Conflict {
+        /// Backend name.
+        backend: &'static str,
+        /// Object key or path.
+        key: String,
+        /// What happened.
+        message: String,
+    },
     /// Local I/O.
     #[error("{backend}: {path}: {source}")]
     Io {
@@ -113,6 +124,27 @@ impl StorageError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
     }
+    /// Whether a conditional write lost (see [`ReplicaStore::write_lease`]).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StorageError::Conflict { .. })
+    }
+}
+
+/// Where the two-writer lease lives, relative to the replica's path: beside the level
+/// directories, so Litestream (which lists only those) never sees it.
+pub const LEASE_KEY: &str = ".walstream/lease";
+
+/// An opaque version of the lease object (an ETag, a content hash), for conditional replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseVersion(pub String);
+
+/// The lease object as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseObject {
+    /// Its bytes.
+    pub data: Bytes,
+    /// Its version, for [`ReplicaStore::write_lease`].
+    pub version: LeaseVersion,
 }
 
 /// A replica's storage.
@@ -125,6 +157,11 @@ impl StorageError {
 ///   [`StorageError::NotFound`].
 /// - `delete_ltx_files` ignores files already gone.
 /// - No method logs or returns a secret.
+/// - Lease (only where [`ReplicaStore::supports_lease`]): `write_lease(data, None)` creates the
+///   object at [`LEASE_KEY`] only if none exists; `write_lease(data, Some(v))` replaces it only if
+///   its current version is `v`. Either fails with [`StorageError::Conflict`] otherwise, and a
+///   write that returns `Ok` is seen by every later `read_lease`. Stores without conditional
+///   writes keep the defaults (no support; the calls fail permanently).
 #[async_trait]
 pub trait ReplicaStore: Send + Sync + std::fmt::Debug {
     /// Backend name as in config `type:` ("file", "s3", ...).
@@ -152,6 +189,32 @@ pub trait ReplicaStore: Send + Sync + std::fmt::Debug {
     ) -> Result<LtxFileInfo, StorageError>;
     /// Deletes files; missing ones are not an error.
     async fn delete_ltx_files(&self, files: &[LtxFileInfo]) -> Result<(), StorageError>;
+    /// Whether the store has the conditional writes the lease needs.
+    fn supports_lease(&self) -> bool {
+        false
+    }
+    /// The lease object, or `None` when there is none.
+    async fn read_lease(&self) -> Result<Option<LeaseObject>, StorageError> {
+        Err(no_lease_support(self.kind(), &self.describe()))
+    }
+    /// Writes the lease object if it is absent (`expected` = `None`) or still at version
+    /// `expected`; returns the new version. See the contract.
+    async fn write_lease(
+        &self,
+        data: Bytes,
+        expected: Option<&LeaseVersion>,
+    ) -> Result<LeaseVersion, StorageError> {
+        let _ = (data, expected);
+        Err(no_lease_support(self.kind(), &self.describe()))
+    }
+}
+
+fn no_lease_support(backend: &'static str, replica: &str) -> StorageError {
+    StorageError::Permanent {
+        backend,
+        key: format!("{replica}/{LEASE_KEY}"),
+        message: "this store has no conditional writes, so no lease".to_string(),
+    }
 }
 
 /// A shared store handle.

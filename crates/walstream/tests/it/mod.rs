@@ -10,6 +10,7 @@ mod corrupt_replica;
 mod fault_proxy;
 mod faults;
 mod gcs;
+mod interference;
 mod litestream;
 mod restore_bad_input;
 mod restore_golden;

@@ -563,6 +563,75 @@ impl ReplicaStore for S3Store {
         }
         Ok(())
     }
+
+    fn supports_lease(&self) -> bool {
+        true
+    }
+
+    async fn read_lease(&self) -> Result<Option<super::LeaseObject>, StorageError> {
+        let key = format!(
+            "{}{}",
+            prefix_slash(&self.settings.prefix),
+            super::LEASE_KEY
+        );
+        let client = self.client().await?;
+        let loc = obj_path(&key).map_err(|m| self.permanent(&key, m))?;
+        let got = match client.get_opts(&loc, GetOptions::default()).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.map_err(&key, &e)),
+        };
+        let e_tag = got.meta.e_tag.clone().ok_or_else(|| {
+            self.permanent(&key, "the store returned no ETag for the lease".to_string())
+        })?;
+        let data = got.bytes().await.map_err(|e| self.map_err(&key, &e))?;
+        Ok(Some(super::LeaseObject {
+            data,
+            version: super::LeaseVersion(e_tag),
+        }))
+    }
+
+    /// `If-None-Match: *` to create, `If-Match: <etag>` to replace (object_store's
+    /// `PutMode::Create` / `PutMode::Update`); a 412 (or 409 after object_store's retries) is a
+    /// [`StorageError::Conflict`].
+    async fn write_lease(
+        &self,
+        data: Bytes,
+        expected: Option<&super::LeaseVersion>,
+    ) -> Result<super::LeaseVersion, StorageError> {
+        let key = format!(
+            "{}{}",
+            prefix_slash(&self.settings.prefix),
+            super::LEASE_KEY
+        );
+        let client = self.client().await?;
+        let loc = obj_path(&key).map_err(|m| self.permanent(&key, m))?;
+        let mode = match expected {
+            None => object_store::PutMode::Create,
+            Some(v) => object_store::PutMode::Update(object_store::UpdateVersion {
+                e_tag: Some(v.0.clone()),
+                version: None,
+            }),
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        match client.put_opts(&loc, PutPayload::from(data), opts).await {
+            Ok(r) => r.e_tag.map(super::LeaseVersion).ok_or_else(|| {
+                self.permanent(&key, "the store returned no ETag for the lease".to_string())
+            }),
+            Err(
+                e @ (object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }),
+            ) => Err(StorageError::Conflict {
+                backend: BACKEND,
+                key: self.location(&key),
+                message: self.scrub(format!("conditional write refused: {e}")),
+            }),
+            Err(e) => Err(self.map_err(&key, &e)),
+        }
+    }
 }
 
 fn prefix_slash(prefix: &str) -> String {
