@@ -44,6 +44,8 @@ mod compactor;
 mod decoder;
 mod encoder;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod header;
 mod index;
 mod legacy;

@@ -13,6 +13,8 @@ pub mod cli;
 pub mod compaction;
 pub mod config;
 pub mod db;
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzzing;
 pub mod failpoint;
 pub mod history;
 pub mod lease;
