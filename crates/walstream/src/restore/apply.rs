@@ -458,10 +458,6 @@ impl ApplyJob {
             .map_err(|e| RestoreError::io(&tmp, e.into_error()))?;
         file.set_len(u64::from(commit) * u64::from(page_size))
             .map_err(|e| RestoreError::io(&tmp, e))?;
-        // The finished database gets the mode a plain create would give it (0666 less the
-        // umask), as Litestream's restore does; only the file being assembled is owner-only.
-        file.set_permissions(std::fs::Permissions::from_mode(0o666 & !umask()))
-            .map_err(|e| RestoreError::io(&tmp, e))?;
         file.sync_all().map_err(|e| RestoreError::io(&tmp, e))?;
         drop(file);
 
@@ -483,6 +479,13 @@ impl ApplyJob {
             move_no_clobber(&tmp, &self.output)?;
         }
         guard.armed = false;
+        // The database in place gets the mode a plain create would give it (0666 less the
+        // umask), as Litestream's restore does; until then it is owner-only.
+        std::fs::set_permissions(
+            &self.output,
+            std::fs::Permissions::from_mode(0o666 & !umask()),
+        )
+        .map_err(|e| RestoreError::io(&self.output, e))?;
         let dir = parent_dir(&self.output);
         File::open(&dir)
             .and_then(|d| d.sync_all())
