@@ -29,6 +29,7 @@ use crate::storage::retry::RetryPolicy;
 use crate::storage::{DynStore, LtxFileInfo, ReplicaStore, StorageError};
 
 mod apply;
+pub mod follow;
 pub mod plan;
 
 pub use apply::apply;
@@ -330,6 +331,17 @@ impl RestoreError {
     pub fn is_no_backups(&self) -> bool {
         matches!(self, RestoreError::NoBackups { .. })
     }
+    /// The one file of the chain at fault, when the error is about a single file: missing from
+    /// the store, shorter or longer than listed, not valid LTX, or disagreeing with its name.
+    pub fn bad_file(&self) -> Option<&FileRef> {
+        match self {
+            RestoreError::Download { file, source } if source.is_not_found() => Some(file),
+            RestoreError::SizeMismatch { file, .. }
+            | RestoreError::Ltx { file, .. }
+            | RestoreError::BadFile { file, .. } => Some(file),
+            _ => None,
+        }
+    }
     /// Whether retrying later may succeed (a storage hiccup).
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -402,7 +414,51 @@ pub async fn run(store: &DynStore, opts: &RestoreOptions) -> Result<RestoreSumma
     check_output(&opts.output, opts.overwrite)?;
     let files = list(store.as_ref()).await?;
     let chain = plan(&files, &opts.target, &store.describe())?;
-    apply(store, &chain, opts).await
+    apply_with_fallback(store, &files, chain, opts).await
+}
+
+/// How many bad files one restore steps around before it gives up.
+const MAX_FALLBACKS: usize = 16;
+
+/// Applies `chain` (planned from `files`); when one file of it turns out missing or corrupt,
+/// plans again without that file and applies the other chain, as long as it ends at the same
+/// TXID (another level may cover the bad file: an L1 file over a corrupt L0 file). Without such
+/// a chain, the error names the bad file. Nothing is written at the output path on failure.
+pub async fn apply_with_fallback(
+    store: &DynStore,
+    files: &[LtxFileInfo],
+    mut chain: Vec<LtxFileInfo>,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary, RestoreError> {
+    let end = chain.last().map(|f| f.max_txid);
+    let mut files = files.to_vec();
+    let mut first_err: Option<RestoreError> = None;
+    let mut attempt = 0;
+    loop {
+        let err = match apply(store, &chain, opts).await {
+            Ok(summary) => return Ok(summary),
+            Err(e) => e,
+        };
+        let Some(bad) = err.bad_file().cloned() else {
+            return Err(first_err.unwrap_or(err));
+        };
+        let first = first_err.take().unwrap_or(err);
+        if attempt >= MAX_FALLBACKS {
+            return Err(first);
+        }
+        files.retain(|f| {
+            !(f.level == bad.level && f.min_txid == bad.min_txid && f.max_txid == bad.max_txid)
+        });
+        match plan(&files, &opts.target, &store.describe()) {
+            Ok(next) if next.last().map(|f| f.max_txid) == end => {
+                tracing::warn!(file = %bad, chain = %describe_chain(&next), "bad file in the restore chain; restoring through another chain");
+                chain = next;
+            }
+            _ => return Err(first),
+        }
+        first_err = Some(first);
+        attempt += 1;
+    }
 }
 
 /// Fails with [`RestoreError::OutputExists`] if `output` is a non-empty file (an empty one is

@@ -6,6 +6,7 @@ use anyhow::Context;
 use ltx::TxId;
 use tracing::info;
 
+use crate::restore::follow::FollowOptions;
 use crate::restore::{self, IntegrityCheck, RestoreOptions, Target};
 use crate::storage;
 
@@ -45,10 +46,10 @@ pub struct RestoreArgs {
     /// Print a JSON summary on success.
     #[arg(long = "json")]
     pub json: bool,
-    /// Follow mode: keep applying new changes (not supported yet).
-    #[arg(short = 'f')]
+    /// Follow mode: after restoring, keep applying new changes to the (read-only) copy.
+    #[arg(short = 'f', long = "follow")]
     pub follow: bool,
-    /// Polling interval for follow mode.
+    /// Polling interval for follow mode (default 1s).
     #[arg(long = "follow-interval", value_name = "DURATION")]
     pub follow_interval: Option<String>,
     /// Files downloaded in parallel.
@@ -84,8 +85,16 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         if args.timestamp.is_some() {
             anyhow::bail!("cannot use follow mode with -timestamp");
         }
-        anyhow::bail!("follow mode (-f) is not supported yet");
+        if args.dry_run {
+            anyhow::bail!("cannot use -dry-run with -f");
+        }
     }
+    let follow_interval = match &args.follow_interval {
+        Some(d) => crate::config::values::parse_duration(d).filter(|d| !d.is_zero()).ok_or_else(|| {
+            anyhow::anyhow!("invalid value {d:?} for flag -follow-interval: expected a duration such as 1s or 500ms")
+        })?,
+        None => restore::follow::DEFAULT_INTERVAL,
+    };
     let target = match (&args.txid, &args.timestamp) {
         (Some(_), Some(_)) => anyhow::bail!("cannot specify both -txid and -timestamp"),
         (Some(t), None) => Target::TxId(t.parse::<TxId>().map_err(|_| {
@@ -116,6 +125,21 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     };
     let output_str = output.to_string_lossy().into_owned();
 
+    if args.follow {
+        let store = open_store(&replica)?;
+        let opts = FollowOptions {
+            output: output.clone(),
+            interval: follow_interval,
+            parallelism: args.parallelism.max(1),
+            force: args.force,
+            integrity_check: args.integrity_check,
+        };
+        restore::follow::follow(&store, &opts, shutdown_signal())
+            .await
+            .with_context(|| format!("follow {} into {}", store.describe(), output.display()))?;
+        return Ok(());
+    }
+
     if args.if_db_not_exists && output.exists() {
         info!(path = %output.display(), "database already exists, skipping");
         return Ok(());
@@ -124,12 +148,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         restore::check_output(&output, args.force)?;
     }
 
-    let store = match &replica {
-        ReplicaFrom::Url(url) => storage::open_url(url)
-            .with_context(|| format!("open replica {}", storage::redact_url(url)))?,
-        ReplicaFrom::Config(db) => storage::open_replica(&db.replica)
-            .with_context(|| format!("open the replica of {}", db.path.display()))?,
-    };
+    let store = open_store(&replica)?;
     let files = restore::list(store.as_ref()).await?;
     let chain = match restore::plan(&files, &target, &store.describe()) {
         Ok(chain) => chain,
@@ -156,7 +175,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         integrity_check: args.integrity_check,
     };
     let summary = tokio::select! {
-        r = restore::apply(&store, &chain, &opts) => {
+        r = restore::apply_with_fallback(&store, &files, chain.clone(), &opts) => {
             let txid = chain.last().map(|f| f.max_txid).unwrap_or_default();
             r.with_context(|| format!("restore to TXID {txid}"))?
         }
@@ -174,6 +193,32 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
     }
     Ok(())
+}
+
+fn open_store(replica: &ReplicaFrom) -> anyhow::Result<storage::DynStore> {
+    Ok(match replica {
+        ReplicaFrom::Url(url) => storage::open_url(url)
+            .with_context(|| format!("open replica {}", storage::redact_url(url)))?,
+        ReplicaFrom::Config(db) => storage::open_replica(&db.replica)
+            .with_context(|| format!("open the replica of {}", db.path.display()))?,
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    info!("signal received, stopping");
 }
 
 /// Where the replica comes from: a URL or directory argument, or a database's config entry.
