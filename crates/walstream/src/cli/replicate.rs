@@ -296,22 +296,18 @@ async fn start_db(
     let sync_interval = t.replica.sync_interval_or_default();
     let (tx, mut rx) = tokio::sync::watch::channel(None::<TxId>);
     let stop2 = stop.clone();
-    // Compaction, scheduled snapshots and retention (crate::history) are built and unit-tested
-    // but not started here yet: with them running, the kill -9 test found a gap in L0 after a
-    // restart (see the issue notes). Until that is understood, replicate uploads L0 only.
+    // Compaction, scheduled snapshots and retention (crate::history) run beside the uploader.
+    // Local L0 files are kept until L1 covers them, so compaction reads them instead of
+    // downloading them again.
     let snapshot_due = Arc::new(AtomicBool::new(false));
-    let hist = if std::env::var_os("WALSTREAM_EXPERIMENTAL_HISTORY").is_some() {
-        rep.set_prune_uploaded(false);
-        Some(tokio::spawn(history::run(
-            rep.store().clone(),
-            db.meta().clone(),
-            history,
-            snapshot_due.clone(),
-            stop.clone(),
-        )))
-    } else {
-        None
-    };
+    rep.set_prune_uploaded(false);
+    let hist = tokio::spawn(history::run(
+        rep.store().clone(),
+        db.meta().clone(),
+        history,
+        snapshot_due.clone(),
+        stop.clone(),
+    ));
     let thread = std::thread::Builder::new()
         .name(format!("db:{}", t.db.display()))
         .spawn(move || db_loop(db, tx, stop2, snapshot_due))
@@ -340,9 +336,7 @@ async fn start_db(
         }
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         let r = rep.sync().await;
-        if let Some(h) = hist {
-            let _ = h.await;
-        }
+        let _ = hist.await;
         if let Some(l) = lease {
             l.finish().await;
         }

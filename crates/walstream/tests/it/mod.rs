@@ -13,6 +13,7 @@ mod gcs;
 mod interference;
 mod litestream;
 mod restore_bad_input;
+mod restore_fallback;
 mod restore_golden;
 mod s3;
 mod security;
