@@ -333,7 +333,10 @@ pub fn scan(
             if f.commit != 0 {
                 out.pages.extend(pending.drain(..));
                 // The database shrank to `commit` pages: anything above no longer exists.
-                let _ = out.pages.split_off(&(f.commit.saturating_add(1)));
+                // (Not `saturating_add`: at u32::MAX that would drop page u32::MAX itself.)
+                if let Some(above) = f.commit.checked_add(1) {
+                    let _ = out.pages.split_off(&above);
+                }
                 out.commit = f.commit;
                 out.commits += 1;
                 out.end = offset + frame_size;
@@ -1139,5 +1142,20 @@ mod tests {
             let _ = read_frame_page(&f, &p, rng.gen_range(0..u64::MAX), &mut buf);
             let _ = read_frame_page_checked(&f, &p, &header, rng.gen_range(0..u64::MAX), &mut buf);
         }
+    }
+
+    /// Found by the `wal_reader` fuzz target: a commit frame claiming 0xffffffff pages dropped
+    /// page 0xffffffff itself (`commit + 1` saturated to `commit`), so one scan and scans resumed
+    /// per transaction disagreed. Pinned by `fuzz/regressions/wal_reader/`.
+    #[test]
+    fn wal_reader_commit_of_u32_max_keeps_top_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WalBuilder::new(false, 512, 1, 2);
+        let a = w.frame(2, 0, 0);
+        let b = w.frame(u32::MAX, u32::MAX, 0);
+        let (p, f) = w.write(dir.path(), "x.db-wal");
+        let s = scan_all(&f, &p);
+        assert_eq!(s.commit, u32::MAX);
+        assert_eq!(s.pages, BTreeMap::from([(2, a), (u32::MAX, b)]));
     }
 }
