@@ -122,6 +122,9 @@ fn leaked(run: &Run) -> Vec<&'static str> {
         .collect()
 }
 
+/// One run: its name, its arguments, its extra environment.
+type Job = (String, Vec<String>, Vec<(&'static str, &'static str)>);
+
 /// Replicas configured with every kind of secret, pointing at servers that fail (refused
 /// connections, wrong keys) or, for S3, at moto itself.
 fn secret_configs(dir: &Path, db: &Path, bucket: &str) -> Vec<(String, PathBuf)> {
@@ -226,7 +229,7 @@ fn security_secrets_never_appear_in_output() {
     let out_s = out.to_str().unwrap().to_string();
     let db_s = db.to_str().unwrap().to_string();
 
-    let mut jobs: Vec<(String, Vec<String>, Vec<(&str, &str)>)> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     for (name, cfg) in &configs {
         let cfg = cfg.to_str().unwrap().to_string();
         for (level_name, env) in &log_envs {
