@@ -106,7 +106,6 @@ impl Drop for Proc {
 /// (L0 kept) or one L1 interval (L0 deleted) before it. Shortened intervals make L1, L2 and a
 /// snapshot exist; Litestream 0.5.17 restores those files to the same bytes.
 #[test]
-#[ignore = "the history task is experimental (WALSTREAM_EXPERIMENTAL_HISTORY): run with --ignored"]
 fn history_time_travel_and_litestream_reads_compacted_files() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
@@ -127,7 +126,6 @@ fn history_time_travel_and_litestream_reads_compacted_files() {
     let log = std::fs::File::create(dir.path().join("walstream.log")).unwrap();
     let rep = Proc(
         Command::new(bin())
-            .env("WALSTREAM_EXPERIMENTAL_HISTORY", "1")
             .args(["replicate", "-config"])
             .arg(&cfg)
             .stdout(Stdio::null())
