@@ -798,6 +798,7 @@ impl Db {
             }
         };
         let body = WAL_FRAME_HEADER_SIZE as usize;
+        let probe = self.probe.as_ref();
         let res =
             self.meta
                 .write_atomic(level, header.min_txid, txid, |w| -> Result<(), DbError> {
@@ -806,6 +807,10 @@ impl Db {
                         read_page(&mut buf, pgno, src)?;
                         enc.write_page(pgno, &buf[body..])
                             .map_err(ltx_err("L0 page"))?;
+                    }
+                    if level == SNAPSHOT_LEVEL && !db_file_holds_nothing_past(probe, header) {
+                        // Not provably the state at the position: drop it, retry next sync.
+                        return Err(DbError::Raced(path.clone()));
                     }
                     let (w, _) = enc.finish(0).map_err(ltx_err("L0 trailer"))?;
                     w.flush().map_err(io_err(&path))?;
@@ -1017,6 +1022,9 @@ impl Db {
         let Some(pos) = self.pos else {
             return Ok(false);
         };
+        if self.probe.is_none() {
+            self.probe = ShmProbe::open(&self.path);
+        }
         let dbf = self.db_file()?;
         let dbf: &File = &dbf;
         let wal = self.open_wal()?;
@@ -1153,6 +1161,30 @@ fn db_file_page_count(f: &File, path: &Path, page_size: u32) -> Result<u32, DbEr
     Ok((len / page_size.max(1) as u64) as u32)
 }
 
+/// Whether the database file, read for an L9 snapshot at `header`'s WAL position, can hold no
+/// page newer than that position. The snapshot takes pages up to the position from the WAL and
+/// the rest from the file, so a frame past the position already copied into the file (an app
+/// checkpoint after walstream's guard moved on; the crash loop found a snapshot that mixed two
+/// states) would tear it. Checked after every page was read: no other process is checkpointing,
+/// and the WAL-index's nBackfill for the position's generation is within the position. A
+/// checkpoint copies pages before it raises nBackfill, hence the lock check; after a WAL restart
+/// (other salts), nothing of the new generation may have been copied yet.
+fn db_file_holds_nothing_past(probe: Option<&ShmProbe>, header: &Header) -> bool {
+    let Some(probe) = probe else { return false };
+    if probe.checkpoint_in_progress() {
+        return false;
+    }
+    let frame = WAL_FRAME_HEADER_SIZE + u64::from(header.page_size);
+    let frames = u64::try_from(header.wal_size).unwrap_or(0) / frame;
+    match probe.backfilled() {
+        Some((s1, s2, n)) if (s1, s2) == (header.wal_salt1, header.wal_salt2) => {
+            u64::from(n) <= frames
+        }
+        Some((_, _, n)) => n == 0,
+        None => false,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -1219,6 +1251,52 @@ mod tests {
         let f = File::open(wal).unwrap();
         let h = wal_reader::read_header(&f, wal).unwrap().unwrap();
         (h.salt1, h.salt2)
+    }
+
+    /// Regression (crash loop, seed 5029): an L9 snapshot at position P read pages from the
+    /// database file that an app checkpoint had filled with frames past P (the guard had moved
+    /// past P), so `restore -txid P` gave a state never committed. Now such a snapshot is
+    /// refused and taken at the next sync, whose position covers the copied frames.
+    #[test]
+    fn regression_l9_snapshot_after_checkpoint_held_newer_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let c = app(&path);
+        let mut db = Db::new(&path, DbOptions::default()).unwrap();
+        insert(&c, 5);
+        db.sync().unwrap().unwrap();
+        insert(&c, 5);
+        db.sync().unwrap().unwrap();
+        // Committed after the position; the guard moves past it; the app checkpoints it in.
+        insert(&c, 7);
+        db.renew_guard().unwrap();
+        let (_, log, done): (i64, i64, i64) = c
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert!(done > 0 && done == log, "checkpoint copied {done} of {log}");
+        db.request_l9_snapshot();
+        assert!(
+            matches!(db.snapshot_l9(), Err(DbError::Raced(_)) | Ok(false)),
+            "a snapshot at the old position must be refused"
+        );
+        assert!(db.meta.list(SNAPSHOT_LEVEL).unwrap().is_empty());
+        // The next sync moves the position over the copied frames and takes the snapshot.
+        db.sync().unwrap().unwrap();
+        let l9 = db.meta.list(SNAPSHOT_LEVEL).unwrap();
+        assert_eq!(l9.len(), 1);
+        let mut dec =
+            ltx::Decoder::new(std::io::BufReader::new(File::open(&l9[0].path).unwrap())).unwrap();
+        let ps = dec.header().page_size as usize;
+        let mut image = vec![0u8; dec.header().commit as usize * ps];
+        let mut page = vec![0u8; ps];
+        while let Some(pgno) = dec.next_page(&mut page).unwrap() {
+            let off = (pgno as usize - 1) * ps;
+            image[off..off + ps].copy_from_slice(&page);
+        }
+        dec.finish().unwrap();
+        assert_eq!(rows(&image, dir.path()), 17);
     }
 
     #[test]

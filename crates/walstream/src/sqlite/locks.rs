@@ -72,6 +72,21 @@ impl ShmProbe {
         Some((salt(32), salt(36), w(16)))
     }
 
+    /// The WAL-index's checkpoint progress: (salt1, salt2, nBackfill), the frames of that
+    /// generation already copied into the database file. `None` when unreadable or when the two
+    /// header copies disagree (a writer is updating them).
+    pub fn backfilled(&self) -> Option<(u32, u32, u32)> {
+        use std::os::unix::fs::FileExt;
+        let (s1, s2, _) = self.committed_frames()?;
+        let mut b = [0u8; 4];
+        // WalCkptInfo follows the two 48-byte header copies; nBackfill is its first field.
+        self.file.read_exact_at(&mut b, 96).ok()?;
+        let n = u32::from_ne_bytes(b);
+        // The header must not have changed while nBackfill was read.
+        let (t1, t2, _) = self.committed_frames()?;
+        ((s1, s2) == (t1, t2)).then_some((s1, s2, n))
+    }
+
     /// Whether another process holds the checkpointer lock.
     pub fn checkpoint_in_progress(&self) -> bool {
         self.holder(CKPT_LOCK).is_some()
