@@ -9,6 +9,7 @@ mod crash;
 mod corrupt_replica;
 mod fault_proxy;
 mod faults;
+mod follow;
 mod gcs;
 mod interference;
 mod litestream;
