@@ -480,15 +480,28 @@ impl Db {
                 .snapshot("WAL restarted past the replicated position")
                 .map(Some);
         };
+        if self.probe.is_none() {
+            self.probe = ShmProbe::open(&self.path);
+        }
         let shm = self.probe.as_ref().and_then(|p| p.committed_frames());
-        let scan = match wal_reader::scan(
-            &wal,
-            &self.wal_path,
-            &hdr,
-            start,
-            seed,
-            Some(self.opts.max_sync_wal_bytes),
-        ) {
+        // Frames past the WAL-index's mxFrame are not committed yet, checksums or not: a writer
+        // writes its frames, then publishes them in the index. Killed in between, its commit
+        // frame stays valid in the file but SQLite never counts it, and a later restart
+        // overwrites it. (Regression: regression_frames_past_mxframe_were_replicated, found by
+        // the crash loop killing the writer: a restore went back one commit.)
+        let frame = WAL_FRAME_HEADER_SIZE + self.page_size as u64;
+        let mut max_bytes = self.opts.max_sync_wal_bytes;
+        if let Some((s1, s2, mx)) = shm {
+            if (s1, s2) == (hdr.salt1, hdr.salt2) {
+                let committed_end = WAL_HEADER_SIZE + u64::from(mx) * frame;
+                max_bytes = max_bytes.min(committed_end.saturating_sub(start));
+                if max_bytes == 0 {
+                    return Ok(None);
+                }
+            }
+        }
+        let scan = match wal_reader::scan(&wal, &self.wal_path, &hdr, start, seed, Some(max_bytes))
+        {
             Ok(s) => s,
             Err(WalError::PositionLost { reason, .. }) => {
                 return self
@@ -497,7 +510,7 @@ impl Db {
             }
             Err(e) => return Err(e.into()),
         };
-        if scan.end - scan.start < self.opts.max_sync_wal_bytes {
+        if scan.end - scan.start < max_bytes || max_bytes < self.opts.max_sync_wal_bytes {
             self.check_scan_complete(shm, &hdr, scan.end)?;
         }
         if scan.commits == 0 {
@@ -1297,6 +1310,61 @@ mod tests {
         }
         dec.finish().unwrap();
         assert_eq!(rows(&image, dir.path()), 17);
+    }
+
+    /// Regression (crash loop, seed 5086): a writer killed after appending its frames to the WAL
+    /// but before publishing them in the WAL-index leaves a valid commit frame that SQLite never
+    /// counts (and later overwrites). walstream replicated it, so a later snapshot of the real
+    /// database went back one commit. Now the scan stops at the index's mxFrame.
+    #[test]
+    fn regression_frames_past_mxframe_were_replicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let c = app(&path);
+        let mut db = Db::new(&path, DbOptions::default()).unwrap();
+        insert(&c, 3);
+        db.sync().unwrap().unwrap();
+        let before = db.pos.unwrap();
+        // Append one valid commit frame (the last page again) without touching the -shm.
+        let wal_path = db.wal_path().to_path_buf();
+        let wal = File::options()
+            .read(true)
+            .write(true)
+            .open(&wal_path)
+            .unwrap();
+        let hdr = wal_reader::read_header(&wal, &wal_path).unwrap().unwrap();
+        let ps = hdr.page_size as u64;
+        let fsz = WAL_FRAME_HEADER_SIZE + ps;
+        let end = wal.metadata().unwrap().len();
+        assert_eq!(end, before.offset, "the WAL ends at the position");
+        let mut last = vec![0u8; fsz as usize];
+        wal.read_exact_at(&mut last, end - fsz).unwrap();
+        let seed = (
+            u32::from_be_bytes(last[16..20].try_into().unwrap()),
+            u32::from_be_bytes(last[20..24].try_into().unwrap()),
+        );
+        let commit = u32::from_be_bytes(last[4..8].try_into().unwrap());
+        let mut frame = vec![0u8; fsz as usize];
+        frame[0..4].copy_from_slice(&last[0..4]);
+        frame[4..8].copy_from_slice(&commit.to_be_bytes());
+        frame[8..12].copy_from_slice(&hdr.salt1.to_be_bytes());
+        frame[12..16].copy_from_slice(&hdr.salt2.to_be_bytes());
+        frame[24..].copy_from_slice(&last[24..]);
+        let mut summed = frame[0..8].to_vec();
+        summed.extend_from_slice(&frame[24..]);
+        let (c1, c2) = wal_reader::wal_checksum(hdr.big_endian_checksums, seed, &summed);
+        frame[16..20].copy_from_slice(&c1.to_be_bytes());
+        frame[20..24].copy_from_slice(&c2.to_be_bytes());
+        wal.write_all_at(&frame, end).unwrap();
+        // The frame is valid on its own: a scan without the index would take it.
+        let scan = wal_reader::scan(&wal, &wal_path, &hdr, end, Some(seed), None).unwrap();
+        assert_eq!(scan.commits, 1);
+        // walstream does not: it is not committed until SQLite's index says so.
+        assert!(
+            db.sync().unwrap().is_none(),
+            "replicated an unpublished frame"
+        );
+        assert_eq!(db.pos.unwrap().offset, before.offset);
     }
 
     #[test]
