@@ -132,6 +132,15 @@ fn setup(extra_config: &str) -> Setup {
 }
 
 impl Setup {
+    fn wait_first_file(&self) {
+        wait_for("first L0 file", Duration::from_secs(30), || {
+            self.replica.join("ltx/0").read_dir().is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| ltx::parse_file_name(&e.file_name().to_string_lossy()).is_some())
+            })
+        });
+    }
+
     fn replicate(&self, history: bool) -> Proc {
         let cfg = self.config.to_string_lossy().into_owned();
         Proc::spawn(
@@ -416,6 +425,7 @@ fn follow_killed_and_restarted_resumes_without_full_download() {
         tx.commit().unwrap();
     }
     let mut repl = s.replicate(false);
+    s.wait_first_file();
     let mut follower = s.follow("follow1.log", Some("200ms"));
     let (_, want) = content(&s.src);
     wait_converged(&s.out, &want, Duration::from_secs(60), &mut follower);
@@ -442,6 +452,12 @@ fn follow_killed_and_restarted_resumes_without_full_download() {
     let mut follower = s.follow("follow2.log", Some("200ms"));
     let took = wait_converged(&s.out, &want, Duration::from_secs(60), &mut follower);
     repl.assert_running();
+    // The log line follows the commit that readers already see.
+    wait_for(
+        "the applied batch in the log",
+        Duration::from_secs(10),
+        || follower.log_text().contains("follow: applied"),
+    );
     let log = follower.log_text();
     assert!(
         log.contains("resuming follow mode from the recorded position"),
@@ -472,6 +488,7 @@ fn follow_restart_after_l0_compacted_away_uses_higher_levels() {
         write_tx(&mut w, i, 100);
     }
     let mut repl = s.replicate(true);
+    s.wait_first_file();
     let mut follower = s.follow("follow1.log", Some("200ms"));
     let (_, want) = content(&s.src);
     wait_converged(&s.out, &want, Duration::from_secs(60), &mut follower);
@@ -503,6 +520,11 @@ fn follow_restart_after_l0_compacted_away_uses_higher_levels() {
 
     let mut follower = s.follow("follow2.log", Some("200ms"));
     wait_converged(&s.out, &want, Duration::from_secs(60), &mut follower);
+    wait_for(
+        "the applied batch in the log",
+        Duration::from_secs(10),
+        || follower.log_text().contains("follow: applied"),
+    );
     let log = follower.log_text();
     assert!(
         log.contains("resuming follow mode from the recorded position"),
@@ -517,7 +539,7 @@ fn follow_restart_after_l0_compacted_away_uses_higher_levels() {
         applied
             .iter()
             .any(|l| l.contains("chain=L1") || l.contains("chain=L2")),
-        "no batch started from a higher level: {applied:#?}"
+        "no batch started from a higher level: {applied:#?}\nlog:\n{log}"
     );
     integrity_ok(&s.out);
     follower.stop(libc::SIGTERM);
