@@ -274,3 +274,162 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Objects and bytes under `replica/ltx`.
+fn replica_usage(replica: &Path) -> (u64, u64) {
+    let (mut n, mut bytes) = (0, 0);
+    for level in 0..=9u8 {
+        let Ok(rd) = std::fs::read_dir(replica.join("ltx").join(level.to_string())) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".ltx") {
+                n += 1;
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    (n, bytes)
+}
+
+/// The rows of the bounded-storage workload after commit `k`: commit k rewrites row k % 500.
+fn expected_rows(k: i64) -> Vec<(i64, String)> {
+    let mut rows: Vec<(i64, String)> = (0..500).map(|i| (i, format!("init {i}"))).collect();
+    for c in 1..=k {
+        let i = (c % 500) as usize;
+        rows[i].1 = format!("commit {c} {}", "x".repeat((c % 97) as usize));
+    }
+    rows
+}
+
+/// Bounded storage (the long suite): a steady write workload for 10 minutes (or
+/// `WALSTREAM_BOUNDED_SECS`) with shortened levels, snapshots and retention. From the middle on,
+/// the replica's object count and bytes stay within ±20 % of their mid-run values, and every
+/// restore along the way equals the source's state at the commit it holds.
+#[test]
+#[ignore = "long suite: 10 minutes; scripts/long.sh runs it"]
+fn history_bounded_storage_long() {
+    let secs: u64 = std::env::var("WALSTREAM_BOUNDED_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let cfg = dir.path().join("walstream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "levels:\n  - interval: 5s\n  - interval: 20s\nsnapshot:\n  interval: 30s\n  retention: 60s\nl0-retention: 10s\nl0-retention-check-interval: 5s\ndbs:\n  - path: {}\n    replica:\n      path: {}\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE k(n INTEGER);
+         INSERT INTO k VALUES (0);",
+    )
+    .unwrap();
+    {
+        let tx = c.unchecked_transaction().unwrap();
+        for (i, v) in expected_rows(0) {
+            tx.execute(
+                "INSERT INTO t(id, v) VALUES (?1, ?2)",
+                rusqlite::params![i, v],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let log = std::fs::File::create(dir.path().join("walstream.log")).unwrap();
+    let rep = Proc(
+        Command::new(bin())
+            .args(["replicate", "-config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let out = dir.path().join("check.db");
+    let t0 = Instant::now();
+    let mut k = 0i64;
+    let mut next_sample = Duration::from_secs(30);
+    let mut samples: Vec<(u64, u64, u64, i64)> = Vec::new();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        k += 1;
+        let tx = c.unchecked_transaction().unwrap();
+        let row = k % 500;
+        tx.execute(
+            "UPDATE t SET v = ?1 WHERE id = ?2",
+            rusqlite::params![format!("commit {k} {}", "x".repeat((k % 97) as usize)), row],
+        )
+        .unwrap();
+        tx.execute("UPDATE k SET n = ?1", [k]).unwrap();
+        tx.commit().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        if t0.elapsed() >= next_sample {
+            next_sample += Duration::from_secs(30);
+            let (n, bytes) = replica_usage(&replica);
+            let o = restore(&[], &replica, &out);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let r = Connection::open_with_flags(&out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+            let ok: String = r
+                .query_row("PRAGMA integrity_check", [], |x| x.get(0))
+                .unwrap();
+            assert_eq!(ok, "ok");
+            let at: i64 = r.query_row("SELECT n FROM k", [], |x| x.get(0)).unwrap();
+            let got: Vec<(i64, String)> = r
+                .prepare("SELECT id, v FROM t ORDER BY id")
+                .unwrap()
+                .query_map([], |x| Ok((x.get(0)?, x.get(1)?)))
+                .unwrap()
+                .map(|x| x.unwrap())
+                .collect();
+            assert!(
+                at <= k && at >= k - 200,
+                "restore at commit {at}, source at {k}"
+            );
+            assert_eq!(
+                got,
+                expected_rows(at),
+                "restore differs from the source at commit {at}"
+            );
+            let t = t0.elapsed().as_secs();
+            eprintln!(
+                "bounded: t={t}s objects={n} bytes={bytes} restore at commit {at} of {k}: equal"
+            );
+            samples.push((t, n, bytes, at));
+        }
+    }
+    drop(rep);
+    let mid = samples
+        .iter()
+        .find(|s| s.0 >= secs / 2)
+        .copied()
+        .expect("a mid-run sample");
+    for s in samples.iter().filter(|s| s.0 >= mid.0) {
+        let within =
+            |v: u64, base: u64| (v as f64) <= base as f64 * 1.2 && (v as f64) >= base as f64 * 0.8;
+        assert!(
+            within(s.1, mid.1) && within(s.2, mid.2),
+            "at {}s: {} objects, {} bytes; at {}s: {} objects, {} bytes (±20 %)",
+            s.0,
+            s.1,
+            s.2,
+            mid.0,
+            mid.1,
+            mid.2
+        );
+    }
+    eprintln!(
+        "bounded storage: {} samples, {} commits, mid-run {} objects / {} bytes, later within ±20 %",
+        samples.len(),
+        k,
+        mid.1,
+        mid.2
+    );
+}
