@@ -13,9 +13,9 @@ pub mod cli;
 pub mod compaction;
 pub mod config;
 pub mod db;
+pub mod failpoint;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
-pub mod failpoint;
 pub mod history;
 pub mod lease;
 pub mod meta;

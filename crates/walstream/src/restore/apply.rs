@@ -28,6 +28,22 @@ const READ_BUF: usize = 64 * 1024;
 /// Write buffer for the database.
 const WRITE_BUF: usize = 1024 * 1024;
 
+/// A download progress bar over `total` bytes, only when stderr is a terminal (silent in scripts,
+/// pipes and logs).
+fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "restoring {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
 /// Restores `chain` (from [`plan`](super::plan())) into `opts.output`.
 ///
 /// Downloads up to `opts.parallelism` files at once into a temporary directory next to the output,
@@ -60,16 +76,33 @@ pub async fn apply(
         let cancel = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(cancel.clone());
 
+        let bar = progress_bar(chain.iter().map(|f| f.size).sum());
         let paths: Vec<PathBuf> = futures::stream::iter(chain.iter().enumerate())
             .map(|(i, info)| {
                 let dest = downloads
                     .path()
                     .join(format!("{i:06}-{}", info.file_name()));
-                download(store, &replica, info, dest)
+                let bar = bar.clone();
+                let fut = download(store, &replica, info, dest);
+                async move {
+                    let r = fut.await;
+                    if let (Ok(_), Some(bar)) = (&r, &bar) {
+                        bar.inc(info.size);
+                    }
+                    r
+                }
             })
             .buffered(opts.parallelism.max(1))
             .try_collect()
-            .await?;
+            .await
+            .inspect_err(|_| {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+            })?;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
         let bytes = chain.iter().map(|f| f.size).sum();
         debug!(files = chain.len(), bytes, "downloaded");
 

@@ -26,10 +26,18 @@ fn restore_fails(replica: &str, out: &Path, extra: &[&str]) -> String {
     line
 }
 
-/// A copy of basic-4k's replica whose latest snapshot (the only file a latest restore reads) has
-/// been changed by `f`.
+/// A copy of basic-4k's replica reduced to its latest snapshot (so no other chain reaches TXID 9:
+/// restore would step around a bad file onto one, see `restore_fallback`), changed by `f`.
 fn damaged(f: impl FnOnce(&mut Vec<u8>)) -> (tempfile::TempDir, PathBuf) {
     let (dir, replica) = replica_copy("basic-4k");
+    for level in ["0", "1", "2"] {
+        std::fs::remove_dir_all(replica.join("ltx").join(level)).unwrap();
+    }
+    for e in std::fs::read_dir(replica.join("ltx/9")).unwrap().flatten() {
+        if e.file_name() != SNAPSHOT {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
     let path = replica.join("ltx/9").join(SNAPSHOT);
     let mut bytes = std::fs::read(&path).unwrap();
     f(&mut bytes);

@@ -114,3 +114,37 @@ fn restore_fallback_missing_file_in_the_middle_of_a_chain() {
     assert!(line.contains("tx not available"), "{line}");
     assert!(!out.exists());
 }
+
+/// The progress bar: drawn on a terminal (a pseudo-terminal from util-linux `script`), never when
+/// stderr is a pipe.
+#[test]
+fn restore_progress_bar_only_on_a_terminal() {
+    let (dir, replica) = replica_copy("basic-4k");
+    let out = dir.path().join("piped.db");
+    let run = walstream(&[
+        "restore",
+        "-o",
+        out.to_str().unwrap(),
+        replica.to_str().unwrap(),
+    ]);
+    run.success();
+    assert_eq!(run.stderr, "", "a pipe gets no progress output");
+    let tty_out = dir.path().join("tty.db");
+    let cmd = format!(
+        "{} restore -o {} {}",
+        bin().display(),
+        tty_out.display(),
+        replica.display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains("restoring"),
+        "no progress bar on a terminal: {shown:?}"
+    );
+    assert_eq!(sha256_file(&tty_out), sha256_file(&out));
+}

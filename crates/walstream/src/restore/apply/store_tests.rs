@@ -26,6 +26,11 @@ struct MemStore {
     stall: AtomicBool,
     /// Offsets of every open, in order.
     offsets: Mutex<Vec<u64>>,
+    /// Each open waits this long before answering (a slow GET).
+    open_delay: Mutex<Option<Duration>>,
+    /// Opens in progress now, and the most seen at once.
+    in_flight: AtomicU32,
+    max_in_flight: AtomicU32,
 }
 
 impl MemStore {
@@ -77,6 +82,13 @@ impl ReplicaStore for MemStore {
     ) -> Result<ByteStream, StorageError> {
         let key = format!("{level}/{}", ltx::file_name(min, max));
         self.offsets.lock().unwrap().push(offset);
+        let delay = *self.open_delay.lock().unwrap();
+        if let Some(d) = delay {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(d).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
         if self.stall.load(Ordering::SeqCst) {
             futures::future::pending::<()>().await;
         }
@@ -363,4 +375,39 @@ async fn apply_existing_output_is_refused_before_downloading() {
     assert!(matches!(err, RestoreError::OutputExists { .. }));
     assert!(store.offsets.lock().unwrap().is_empty());
     assert_eq!(std::fs::read(dir.path().join("db")).unwrap(), b"keep");
+}
+
+/// Several GETs are in flight at once: 24 files, each GET taking 50 ms, reach `-parallelism`
+/// concurrent opens (8 by default, 3 when asked) and restore the right bytes; with 1 there is
+/// never more than one.
+#[tokio::test]
+async fn apply_downloads_in_parallel_up_to_parallelism() {
+    for (parallelism, want) in [(8usize, 8u32), (3, 3), (1, 1)] {
+        let store = Arc::new(MemStore::default());
+        let mut state = State::new();
+        store.put(
+            9,
+            encode(&mut state, 1, 1, 2, &[(1, 1), (2, 2)], false, None),
+        );
+        for t in 2..=24u64 {
+            let fill = (t % 250) as u8 + 3;
+            store.put(0, encode(&mut state, t, t, 2, &[(2, fill)], false, None));
+        }
+        *store.open_delay.lock().unwrap() = Some(Duration::from_millis(50));
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("db");
+        let mut opts = RestoreOptions::new(&out, Target::Latest);
+        opts.parallelism = parallelism;
+        let dyn_store: DynStore = store.clone();
+        let summary = run(&dyn_store, &opts).await.unwrap();
+        assert_eq!(summary.txid, TxId(24));
+        assert_eq!(summary.files, 24);
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(bytes[PAGE as usize], state[&2]);
+        assert_eq!(
+            store.max_in_flight.load(Ordering::SeqCst),
+            want,
+            "parallelism {parallelism}"
+        );
+    }
 }
