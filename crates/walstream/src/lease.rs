@@ -573,8 +573,18 @@ pub async fn start(
         warn!(replica = %store.describe(), "the {} store has no conditional writes: no lease guards this replica against a second walstream", store.kind());
         return Ok((store, None));
     }
-    let owner = Owner::load(meta_dir, db)?;
-    let lease = Lease::acquire(store, owner, opts).await?;
+    // A start that fails leaves nothing behind: the meta directory goes again if it was made
+    // here only for the owner token.
+    let existed = meta_dir.exists();
+    let undo = || {
+        if !existed {
+            let _ = std::fs::remove_dir_all(meta_dir);
+        }
+    };
+    let owner = Owner::load(meta_dir, db).inspect_err(|_| undo())?;
+    let lease = Lease::acquire(store, owner, opts)
+        .await
+        .inspect_err(|_| undo())?;
     let leased = lease.leased_store();
     let stop = Arc::new(AtomicBool::new(false));
     let handle = tokio::spawn(lease.run(stop.clone()));
