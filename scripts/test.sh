@@ -43,4 +43,4 @@ for s in scripts/servers/[0-9a-z]*.sh; do
   source "$s"
 done
 
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
