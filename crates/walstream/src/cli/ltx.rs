@@ -55,10 +55,20 @@ pub fn parse_level(s: &str) -> anyhow::Result<Vec<u8>> {
 /// Runs `ltx`.
 pub async fn run(args: LtxArgs) -> anyhow::Result<()> {
     let levels = parse_level(&args.level)?;
-    let source = Source::parse(&args.path);
-    let url = source.replica_url(args.config.as_deref())?;
-    let store = storage::open_url(url)
-        .with_context(|| format!("open replica {}", storage::redact_url(url)))?;
+    let store = match Source::parse(&args.path) {
+        // A database path: its replica as the config file lists it.
+        Source::Database(db) => {
+            let found =
+                super::restore::db_from_config(&db, args.config.as_deref(), args.no_expand_env)?;
+            storage::open_replica(&found.replica)
+                .with_context(|| format!("open the replica of {}", found.path.display()))?
+        }
+        source => {
+            let url = source.replica_url(args.config.as_deref())?;
+            storage::open_url(url)
+                .with_context(|| format!("open replica {}", storage::redact_url(url)))?
+        }
+    };
     let mut files = Vec::new();
     for level in levels {
         let listed = store

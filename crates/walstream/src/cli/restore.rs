@@ -229,7 +229,7 @@ enum ReplicaFrom {
 
 /// The database `db` as the config file lists it (`-config`, `$LITESTREAM_CONFIG`,
 /// `/etc/litestream.yml`, `/etc/walstream.yml`), with its replica.
-fn db_from_config(
+pub(crate) fn db_from_config(
     db: &std::path::Path,
     config: Option<&std::path::Path>,
     no_expand_env: bool,

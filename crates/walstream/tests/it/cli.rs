@@ -84,3 +84,38 @@ fn cli_unknown_command_fails() {
     let run = walstream(&["frobnicate"]);
     assert_ne!(run.code, Some(0));
 }
+
+/// `ltx -config FILE DB_PATH` finds the database's replica through the config, as Litestream
+/// does: every level of basic-4k, as JSON.
+#[test]
+fn cli_ltx_database_path_through_config_lists_its_replica() {
+    let (dir, replica) = replica_copy("basic-4k");
+    let db = dir.path().join("app.db");
+    let cfg = dir.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      path: {}\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    let run = walstream(&[
+        "ltx",
+        "-config",
+        cfg.to_str().unwrap(),
+        "-level",
+        "all",
+        "-json",
+        db.to_str().unwrap(),
+    ]);
+    run.success();
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    // 9 L0, 4 L1, 2 L2, 3 L9 files.
+    assert_eq!(rows.len(), 18, "{}", run.stdout);
+    assert!(rows
+        .iter()
+        .any(|r| r["level"] == 9 && r["max_txid"] == "0000000000000009"));
+}
