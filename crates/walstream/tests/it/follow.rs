@@ -429,7 +429,14 @@ fn follow_killed_and_restarted_resumes_without_full_download() {
     let mut follower = s.follow("follow1.log", Some("200ms"));
     let (_, want) = content(&s.src);
     wait_converged(&s.out, &want, Duration::from_secs(60), &mut follower);
-    let full = logged_bytes(&follower.log_text(), "follow: restored in full");
+    // The copy is in place before the follower logs the restore: wait for the line (under
+    // load the check above can win that race).
+    let logged_by = Instant::now() + Duration::from_secs(10);
+    let mut full = 0;
+    while full == 0 && Instant::now() < logged_by {
+        full = logged_bytes(&follower.log_text(), "follow: restored in full");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(full > 4_000_000, "first restore downloaded {full} bytes");
 
     // Kill -9 while the writer writes and the follower applies.
