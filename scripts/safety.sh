@@ -19,7 +19,8 @@ source scripts/servers/lib.sh
 trap servers_stop_all EXIT
 source scripts/servers/moto.sh
 
-t() { cargo test -q -p walstream --test tests "$@" -- --nocapture --test-threads 1; }
+# t FILTER [test-binary args...]
+t() { local f="$1"; shift; cargo test -q -p walstream --test tests "$f" -- --nocapture --test-threads 1 "$@"; }
 status=0
 if [ "$mode" = long ]; then
   WALSTREAM_CRASH_RUNS="${WALSTREAM_CRASH_RUNS:-100}" t it::crash::crash_loop --ignored >"$logs/crash.log" 2>&1 || status=1
@@ -42,7 +43,7 @@ faults=$((faults + $(grep -hoE '[0-9]+ SlowDown, [0-9]+ cut or dropped, [0-9]+ s
   | grep -oE '^[0-9]+|, [0-9]+' | tr -d ', ' | awk '{s+=$1} END {print s+0}')))
 echo "$crash"
 grep -h '^corrupt replicas:' "$logs/corrupt.log" | tail -1 || true
-grep -h '^secrets:' "$logs/security.log" | tail -1 || true
+grep -h 'secrets: runs=' "$logs/security.log" | tail -1 || true
 grep -h '^outage' "$logs/outage.log" | tail -1 || true
 grep -h 'tests\? result\|^test result' "$logs"/*.log | sed 's/^/  /' || true
 lost=$(( $(echo "$crash" | grep -o 'data_lost=[0-9]*' | cut -d= -f2 || echo 1) ))
