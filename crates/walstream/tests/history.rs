@@ -149,6 +149,21 @@ fn history_time_travel_and_litestream_reads_compacted_files() {
         std::thread::sleep(Duration::from_millis(40));
     }
     let end = SystemTime::now();
+    // Let replication and a round of compaction catch up (on a loaded machine it can lag the
+    // writer by seconds; a fixed pause made the last instants fall after the newest file).
+    let caught_up_by = Instant::now() + Duration::from_secs(60);
+    let probe = dir.path().join("probe.db");
+    loop {
+        let o = restore(&[], &replica, &probe);
+        if o.status.success() && rows(&probe) == n {
+            break;
+        }
+        assert!(
+            Instant::now() < caught_up_by,
+            "replica never caught up with {n} rows"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     std::thread::sleep(Duration::from_millis(2500));
     unsafe { libc::kill(rep.0.id() as i32, libc::SIGTERM) };
     std::thread::sleep(Duration::from_millis(1500));
