@@ -136,14 +136,6 @@ impl Drop for Replicator {
     }
 }
 
-fn remove_db(out: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = out.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
 fn write_rows(db: &Path, round: u32, rows: u32) {
     let c = Connection::open(db).unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -167,7 +159,7 @@ fn write_rows(db: &Path, round: u32, rows: u32) {
 
 /// Restores `remote` into `out` (replacing it); whether that worked.
 fn try_restore(remote: &Remote, out: &Path) -> util::Run {
-    remove_db(out);
+    util::remove_db(out);
     walstream_env(
         &["restore", "-o", out.to_str().unwrap(), &remote.url],
         &remote.env,

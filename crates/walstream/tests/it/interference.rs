@@ -149,14 +149,6 @@ impl Drop for Proc {
     }
 }
 
-fn remove_db(out: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = out.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
 fn create_db(db: &Path) {
     let c = Connection::open(db).unwrap();
     c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
@@ -193,7 +185,7 @@ fn source_digest(db: &Path) -> String {
 /// Restores `replica` into `out` with walstream; `None` if the restore failed. A restore that
 /// succeeds must pass the integrity check.
 fn restore(replica: &str, env: &[(String, String)], out: &Path) -> Option<String> {
-    remove_db(out);
+    util::remove_db(out);
     let r = run(
         &util::bin(),
         &["restore", "-o", out.to_str().unwrap(), replica],
@@ -233,7 +225,7 @@ fn wait_caught_up(replica: &str, env: &[(String, String)], db: &Path, p: &mut Pr
 /// Restores with Litestream 0.5.17 too (the lease object must not bother it): same content.
 fn litestream_restores(replica: &str, env: &[(String, String)], db: &Path, dir: &Path) {
     let out = dir.join("litestream-restored.db");
-    remove_db(&out);
+    util::remove_db(&out);
     let mut ls_env: Vec<(String, String)> = env.to_vec();
     ls_env.retain(|(k, _)| k != "AWS_CA_BUNDLE");
     run(
@@ -677,16 +669,6 @@ fn interference_truncate_checkpoint_while_down_then_writes() {
     s.check_restore();
 }
 
-/// Removes a database's `-wal` and `-shm` (as an app that swaps the file must: an old WAL
-/// would otherwise be replayed onto the new file).
-fn remove_sidecars(db: &Path) {
-    for s in ["-wal", "-shm"] {
-        let mut p = db.as_os_str().to_owned();
-        p.push(s);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
 /// While walstream runs, the app swaps in another database file (rename over, old `-wal`/`-shm`
 /// removed) and writes to it: walstream notices the new file, snapshots it, and the replica
 /// restores the new database, not a mix.
@@ -704,9 +686,9 @@ fn interference_database_replaced_while_running() {
         let c = Connection::open(&other).unwrap();
         c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
     }
-    remove_sidecars(&other);
+    util::remove_sidecars(&other);
     std::fs::rename(&other, &s.db).unwrap();
-    remove_sidecars(&s.db);
+    util::remove_sidecars(&s.db);
     write_rows(&s.db, "after", 10);
     s.caught_up(&mut p);
     write_rows(&s.db, "after2", 10);
@@ -736,7 +718,7 @@ fn interference_database_deleted_and_recreated_while_running() {
     let mut p = s.start();
     s.caught_up(&mut p);
     std::fs::remove_file(&s.db).unwrap();
-    remove_sidecars(&s.db);
+    util::remove_sidecars(&s.db);
     create_db(&s.db);
     write_rows(&s.db, "second", 25);
     s.caught_up(&mut p);

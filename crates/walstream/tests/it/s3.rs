@@ -214,14 +214,6 @@ impl Drop for Replicator {
     }
 }
 
-fn remove_db(out: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = out.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
 fn create_db(db: &Path) {
     let c = Connection::open(db).unwrap();
     c.execute_batch(
@@ -280,7 +272,7 @@ fn wait_caught_up(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         rep.assert_running();
-        remove_db(out);
+        util::remove_db(out);
         let r = run(
             program,
             &["restore", "-o", out.to_str().unwrap(), replica],
@@ -315,8 +307,8 @@ fn wait_caught_up(
 fn restore_both_ways(replica: &str, env: &[(String, String)], db: &Path, dir: &Path) {
     let ws = dir.join("walstream-restored.db");
     let ls = dir.join("litestream-restored.db");
-    remove_db(&ws);
-    remove_db(&ls);
+    util::remove_db(&ws);
+    util::remove_db(&ls);
     walstream(&["restore", "-o", ws.to_str().unwrap(), replica], env).success();
     litestream(&["restore", "-o", ls.to_str().unwrap(), replica], env).success();
     assert_eq!(util::integrity(&ws), "ok");

@@ -458,3 +458,19 @@ fn util_logical_digest_matches_manifest_source() {
         );
     }
 }
+
+/// Removes a database file with its `-wal` and `-shm`, where they exist.
+pub fn remove_db(db: &Path) {
+    let _ = std::fs::remove_file(db);
+    remove_sidecars(db);
+}
+
+/// Removes a database's `-wal` and `-shm` (as an app that swaps the file must: an old WAL would
+/// otherwise be replayed onto the new file).
+pub fn remove_sidecars(db: &Path) {
+    for suffix in ["-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
