@@ -121,40 +121,37 @@ pub fn compact(data: &[u8]) -> Result<u64> {
     }
 }
 
+/// Every file of the workspace's `fuzz/corpus/<target>` and `fuzz/regressions/<target>`, sorted:
+/// what the replay tests of this crate and of walstream feed to the entry functions. Test
+/// support; panics when the corpus is missing or nearly empty (fewer than 3 files), since a
+/// replay over nothing would pass vacuously.
+pub fn corpus_files(target: &str) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut files = Vec::new();
+    for dir in ["corpus", "regressions"] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        files.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+    }
+    files.sort();
+    assert!(
+        files.len() >= 3,
+        "fuzz/corpus/{target} is missing or nearly empty ({} files)",
+        files.len()
+    );
+    files
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
-
-    /// Every file of `fuzz/corpus/<target>` and `fuzz/regressions/<target>`.
-    fn corpus(target: &str) -> Vec<PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-        let mut files = Vec::new();
-        for dir in ["corpus", "regressions"] {
-            let Ok(rd) = std::fs::read_dir(root.join(dir).join(target)) else {
-                continue;
-            };
-            for e in rd {
-                let p = e.unwrap().path();
-                if p.is_file() {
-                    files.push(p);
-                }
-            }
-        }
-        files.sort();
-        assert!(
-            files.len() >= 3,
-            "fuzz/corpus/{target} is missing or nearly empty ({} files)",
-            files.len()
-        );
-        files
-    }
 
     /// Replays a corpus through `f`; returns (accepted, rejected).
     fn replay(target: &str, f: fn(&[u8]) -> Result<u64>) -> (usize, usize) {
         let (mut ok, mut bad) = (0, 0);
-        for p in corpus(target) {
+        for p in corpus_files(target) {
             let data = std::fs::read(&p).unwrap();
             match f(&data) {
                 Ok(_) => ok += 1,

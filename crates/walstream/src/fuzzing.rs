@@ -255,37 +255,13 @@ pub fn config(data: &[u8]) -> Result<usize, ConfigError> {
 mod tests {
     use super::*;
 
-    /// Every file of `fuzz/corpus/<target>` and `fuzz/regressions/<target>`.
-    fn corpus(target: &str) -> Vec<PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-        let mut files = Vec::new();
-        for dir in ["corpus", "regressions"] {
-            let Ok(rd) = std::fs::read_dir(root.join(dir).join(target)) else {
-                continue;
-            };
-            for e in rd {
-                let p = e.unwrap().path();
-                if p.is_file() {
-                    files.push(p);
-                }
-            }
-        }
-        files.sort();
-        assert!(
-            files.len() >= 3,
-            "fuzz/corpus/{target} is missing or nearly empty ({} files)",
-            files.len()
-        );
-        files
-    }
-
     /// Replays a corpus through `f`; returns (accepted, rejected). Errors must say something.
     fn replay<E: std::fmt::Display>(
         target: &str,
         f: fn(&[u8]) -> Result<usize, E>,
     ) -> (usize, usize) {
         let (mut ok, mut bad) = (0, 0);
-        for p in corpus(target) {
+        for p in ltx::fuzzing::corpus_files(target) {
             match f(&std::fs::read(&p).unwrap()) {
                 Ok(_) => ok += 1,
                 Err(e) => {
