@@ -1120,6 +1120,46 @@ impl Db {
         &self.opts
     }
 
+    /// Whether any connection or descriptor of the database, its WAL or its `-shm` is held.
+    pub fn is_open(&self) -> bool {
+        self.conn.is_some() || self.db_file.is_some() || self.probe.is_some()
+    }
+
+    /// Goes cold after a quiet spell: copies what is committed into L0, then lets go of every
+    /// connection and descriptor. The guard state becomes unknown, so a WAL restart seen at the
+    /// next sync gives a full snapshot (see ARCHITECTURE.md, "Cold databases").
+    pub fn close_idle(&mut self) -> Result<(), DbError> {
+        if self.conn.is_some() {
+            for _ in 0..10_000 {
+                if self.sync()?.is_none() {
+                    break;
+                }
+            }
+        }
+        self.close("idle");
+        Ok(())
+    }
+
+    /// Whether another process runs a blocking checkpoint that waits for our guard (cheap: two
+    /// `fcntl(F_GETLK)` calls on the already open `-shm`).
+    pub fn has_blocking_checkpointer(&self) -> bool {
+        self.probe
+            .as_ref()
+            .is_some_and(|p| p.blocking_checkpointer().is_some())
+    }
+
+    /// Drops local L0 files written before the replica's position was known (the store was
+    /// unreachable at start and the meta directory was new): they were numbered without knowing
+    /// the replica and cannot continue it. The next sync takes a snapshot at `remote + 1`.
+    pub fn rebase_onto_remote(&mut self, remote: TxId) -> Result<(), DbError> {
+        self.meta.reset()?;
+        self.pos = None;
+        self.min_next_txid = TxId(remote.0 + 1);
+        self.force_snapshot = None;
+        self.snapshot_to_l9 = false;
+        Ok(())
+    }
+
     /// Lets go of the database (at shutdown).
     pub fn shutdown(&mut self) {
         self.close("shutdown");

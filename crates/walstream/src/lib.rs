@@ -22,6 +22,7 @@ pub mod meta;
 pub mod replica;
 pub mod restore;
 pub mod retention;
+pub mod server;
 pub mod sqlite;
 pub mod storage;
 
