@@ -461,15 +461,17 @@ async fn upload_task(
         if ctx.cancel.is_cancelled() {
             break;
         }
-        let delay = if failed {
-            backoff.next_delay().unwrap_or(Duration::from_secs(5))
-        } else {
-            Duration::MAX
-        };
+        // No timer unless retrying: an idle database's uploader sleeps until the WAL task writes.
+        let delay = failed.then(|| backoff.next_delay().unwrap_or(Duration::from_secs(5)));
         tokio::select! {
             _ = ctx.cancel.cancelled() => break,
             r = wrote.changed() => { if r.is_err() { break; } }
-            _ = tokio::time::sleep(delay.min(Duration::from_secs(3600))) => {}
+            _ = async {
+                match delay {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
     // Shutdown: the WAL task's last sync first, then the last upload (bounded by the shutdown
