@@ -65,6 +65,8 @@ pub(super) enum WriteOutcome {
 
 enum Lock {
     Acquired,
+    /// Ours already: an earlier attempt of this call took it before its session broke.
+    Retaken,
     Busy,
 }
 
@@ -179,11 +181,18 @@ impl Inner {
         let _ = f.fsync();
         remote(f.close(), "close lease temp", tmp)?;
         let now = mtime(sftp, tmp)?.unwrap_or(0);
-        if let Lock::Busy = self.lock(sftp, lock, nonce, now)? {
-            return Ok(WriteOutcome::Busy);
-        }
+        let retaken = match self.lock(sftp, lock, nonce, now)? {
+            Lock::Busy => return Ok(WriteOutcome::Busy),
+            Lock::Acquired => false,
+            Lock::Retaken => true,
+        };
         let result = (|| {
             let current = read_file(sftp, path)?.map(|d| crate::storage::file::lease_version(&d));
+            let new = crate::storage::file::lease_version(data);
+            if retaken && current.as_ref() == Some(&new) {
+                // The earlier attempt got as far as the rename.
+                return Ok(WriteOutcome::Written(new));
+            }
             let refused = match (expected, &current) {
                 (None, None) => None,
                 (None, Some(_)) => Some("the lease exists already"),
@@ -240,7 +249,7 @@ impl Inner {
             };
             if holder == nonce.as_bytes() {
                 // Ours, from an attempt whose session broke after the create.
-                return Ok(Lock::Acquired);
+                return Ok(Lock::Retaken);
             }
             if self.is_stale(sftp, lock, server_now)? {
                 self.break_stale(sftp, lock, nonce, server_now)?;
