@@ -45,7 +45,7 @@ async fn stale_upload_temp_file_left_by_a_kill_is_removed() {
     let mut child = std::process::Command::new(util::bin())
         .arg("replicate")
         .arg(&db)
-        .arg(util::file_url(&replica))
+        .arg(&replica)
         .env(walstream::failpoint::ENV, "upload.before_rename=1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
