@@ -770,6 +770,11 @@ impl ReplicaStore for LeasedStore {
     ) -> Result<LeaseVersion, StorageError> {
         self.inner.write_lease(data, expected).await
     }
+    async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
+        // A delete like any other: only while the lease is held.
+        self.guard.check("stale uploads")?;
+        self.inner.remove_stale_uploads().await
+    }
 }
 
 #[cfg(test)]

@@ -19,3 +19,4 @@ mod restore_golden;
 mod s3;
 mod security;
 mod sftp;
+mod stale_uploads;
