@@ -772,7 +772,7 @@ impl ReplicaStore for LeasedStore {
     }
     async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
         // A delete like any other: only while the lease is held.
-        self.guard.check("stale uploads")?;
+        self.guard.before_write("stale uploads").await?;
         self.inner.remove_stale_uploads().await
     }
 }

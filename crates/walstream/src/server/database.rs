@@ -257,6 +257,17 @@ async fn connect(
             let _permit = ctx.shared.connect.acquire().await;
             let (store, lease) =
                 lease::start(spec.store.clone(), &ctx.path, &meta_root, spec.lease).await?;
+            // Upload temp files a kill left on the replica (under the lease: nobody else
+            // uploads there now).
+            match store.remove_stale_uploads().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(db = %ctx.path.display(), files = n, "removed upload temp files a kill left on the replica")
+                }
+                Err(e) => {
+                    warn!(db = %ctx.path.display(), "removing stale upload temp files failed: {e}")
+                }
+            }
             match history::list_all(&store).await {
                 Ok(listing) => Ok((store, lease, listing)),
                 Err(e) => {
