@@ -270,7 +270,7 @@ impl Run {
             replica,
             cfg,
             seed,
-            cold: seed % 2 == 0,
+            cold: seed.is_multiple_of(2),
         }
     }
 
