@@ -7,6 +7,12 @@
 //!   and is not older than any restore seen before (what was uploaded stays uploaded).
 //! - At the end of each run, after a settle, the restore equals the source exactly.
 //!
+//! Cold and warm transitions are covered: runs with an even seed start walstream with a short
+//! cold threshold (`WALSTREAM_COLD_AFTER=300ms`), and the writer pauses 350..900 ms now and then,
+//! so the database goes cold and comes back warm (with app checkpoints in between) while kills
+//! land anywhere. The loop counts the "going cold" transitions from the debug log and requires
+//! some.
+//!
 //! Default suite: `crash_loop_short` (8 runs). The long version:
 //! `WALSTREAM_CRASH_RUNS=100 cargo test -p walstream --test tests it::crash::crash_loop -- --ignored --nocapture`
 //! (`WALSTREAM_CRASH_SEED` picks the base seed; run `i` uses seed `base + i`, and one run is
@@ -162,6 +168,11 @@ fn crash_writer_process() {
         if rng.gen_bool(0.5) {
             std::thread::sleep(Duration::from_millis(rng.gen_range(0..6)));
         }
+        // Now and then a pause longer than the short cold threshold (300 ms): walstream goes
+        // cold, and the next commit (or the checkpoint above) brings it back.
+        if rng.gen_range(0..80) == 0 {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(350..900)));
+        }
     }
 }
 
@@ -224,7 +235,12 @@ struct Run {
     wlog: PathBuf,
     stop: PathBuf,
     seed: u64,
+    /// Whether walstream runs with a short cold threshold (even seeds).
+    cold: bool,
 }
+
+/// The cold threshold of the runs that test cold and warm transitions.
+const SHORT_COLD_AFTER: &str = "300ms";
 
 impl Run {
     fn new(seed: u64, rng: &mut StdRng) -> Run {
@@ -254,6 +270,7 @@ impl Run {
             replica,
             cfg,
             seed,
+            cold: seed.is_multiple_of(2),
         }
     }
 
@@ -268,8 +285,12 @@ impl Run {
             .arg(&self.cfg)
             .env("WALSTREAM_EXPERIMENTAL_HISTORY", "1")
             .env_remove(walstream::failpoint::ENV)
+            .env_remove("WALSTREAM_COLD_AFTER")
             .stdout(Stdio::null())
             .stderr(log);
+        if self.cold {
+            cmd.env("WALSTREAM_COLD_AFTER", SHORT_COLD_AFTER);
+        }
         if let Some((name, n)) = failpoint {
             cmd.env(walstream::failpoint::ENV, format!("{name}={n}"));
         }
@@ -456,6 +477,10 @@ struct Stats {
     replica_temp_files: usize,
     pit_checked: usize,
     pit_unrestorable: usize,
+    /// Runs with the short cold threshold.
+    cold_runs: usize,
+    /// "quiet; going cold" transitions logged over all runs (walstream logs at debug).
+    went_cold: usize,
     failures: Vec<String>,
 }
 
@@ -726,9 +751,18 @@ fn one_run(i: usize, seed: u64, stats: &mut Stats) {
         }
     }
     stats.runs += 1;
+    let went_cold = std::fs::read_to_string(&run.log)
+        .unwrap_or_default()
+        .matches("quiet; going cold")
+        .count();
+    stats.went_cold += went_cold;
+    if run.cold {
+        stats.cold_runs += 1;
+    }
     eprintln!(
-        "crash run {i}: seed {seed}, commits {n_src}, kills [{}], final restore equals the source",
-        kinds.join(", ")
+        "crash run {i}: seed {seed}, commits {n_src}, kills [{}], cold threshold {}, went cold {went_cold} times, final restore equals the source",
+        kinds.join(", "),
+        if run.cold { SHORT_COLD_AFTER } else { "default" }
     );
     if !stats.failures.is_empty() {
         if let Some(keep) = std::env::var_os("WALSTREAM_KEEP_FAILED") {
@@ -782,12 +816,23 @@ fn crash_loop_runs(runs: usize) {
         stats.data_lost,
         stats.corrupt_restores
     );
+    eprintln!(
+        "crash loop: runs with cold threshold {SHORT_COLD_AFTER}: {}; cold transitions logged: {}",
+        stats.cold_runs, stats.went_cold
+    );
     assert!(
         stats.failures.is_empty(),
         "{} failures:\n{}",
         stats.failures.len(),
         stats.failures.join("\n")
     );
+    if stats.cold_runs > 0 {
+        assert!(
+            stats.went_cold > 0,
+            "{} runs with a {SHORT_COLD_AFTER} cold threshold, but walstream never went cold",
+            stats.cold_runs
+        );
+    }
 }
 
 /// The short crash loop of the default suite: 8 seeded runs.
