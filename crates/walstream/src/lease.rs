@@ -955,8 +955,11 @@ mod tests {
             let meta = dir.path().join("meta");
             dirs.push(dir);
             async move {
+                // The lease lives on a store of its own: the suite checks the lease object of
+                // the store under test from scratch.
+                let lease_store = file_store(&meta);
                 let owner = Owner::load(&meta, Path::new("db")).unwrap();
-                let lease = Lease::acquire(store.clone(), owner, LeaseOptions::default())
+                let lease = Lease::acquire(lease_store, owner, LeaseOptions::default())
                     .await
                     .unwrap();
                 let guard = Guard::new(lease, Instant::now() + Duration::from_secs(3600));

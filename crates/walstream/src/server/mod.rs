@@ -17,7 +17,7 @@
 //! # async fn example(store: walstream::storage::DynStore) -> Result<(), walstream::server::ServerError> {
 //! use walstream::server::{DbSpec, Server, ServerOptions};
 //! let server = Server::new(ServerOptions::default());
-//! server.add(DbSpec::new("/var/lib/app/app.db", store)).await?;
+//! server.add(DbSpec::new("/var/lib/app/app.db", store))?;
 //! // ... until a signal:
 //! server.shutdown().await;
 //! # Ok(())
