@@ -179,7 +179,7 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for t in targets {
-        let store = storage::open_replica(&t.replica)
+        let store = crate::config::open_replica(&t.replica)
             .with_context(|| format!("replica for {}", t.db.display()))?;
         if !args.once {
             info!(db = %t.db.display(), replica = %store.describe(), "replicating");
