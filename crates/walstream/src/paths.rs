@@ -184,7 +184,10 @@ mod tests {
     fn paths_redact_url_drops_user_info_and_query() {
         for (url, want) in [
             ("sftp://u:hunter2@h/p?token=tok1", "sftp://h/p"),
-            ("s3://AKIAX:abc/def+ghi@bucket/db?region=x", "s3://bucket/db"),
+            (
+                "s3://AKIAX:abc/def+ghi@bucket/db?region=x",
+                "s3://bucket/db",
+            ),
             ("abs://account@container/p#frag", "abs://container/p"),
             ("s3://b.localhost:9000/p@x", "s3://b.localhost:9000/p@x"),
             ("/plain/path?x=1", "/plain/path"),

@@ -60,7 +60,9 @@ pub async fn run(args: LtxArgs) -> anyhow::Result<()> {
         Source::Database(db) => {
             let found =
                 super::restore::db_from_config(&db, args.config.as_deref(), args.no_expand_env)?;
-            found.replica.open_store()
+            found
+                .replica
+                .open_store()
                 .with_context(|| format!("open the replica of {}", found.path.display()))?
         }
         source => {

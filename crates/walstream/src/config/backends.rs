@@ -66,15 +66,17 @@ impl ReplicaConfig {
     pub fn s3_options(&self) -> Result<s3::S3Options, StorageError> {
         let part_size = match &self.part_size {
             None => None,
-            Some(v) => Some(self.part_size_bytes().ok_or_else(|| StorageError::Permanent {
-                backend: "s3",
-                key: self
-                    .url
-                    .as_deref()
-                    .map(crate::paths::redact_url)
-                    .or_else(|| self.bucket.clone().map(|b| format!("s3://{b}")))
-                    .unwrap_or_default(),
-                message: format!("part-size: invalid size {v:?}"),
+            Some(v) => Some(self.part_size_bytes().ok_or_else(|| {
+                StorageError::Permanent {
+                    backend: "s3",
+                    key: self
+                        .url
+                        .as_deref()
+                        .map(crate::paths::redact_url)
+                        .or_else(|| self.bucket.clone().map(|b| format!("s3://{b}")))
+                        .unwrap_or_default(),
+                    message: format!("part-size: invalid size {v:?}"),
+                }
             })?),
         };
         Ok(s3::S3Options {
@@ -104,6 +106,7 @@ impl ReplicaConfig {
             url: self.url.clone(),
             bucket: self.bucket.clone(),
             path: self.path.clone(),
+            endpoint: self.endpoint.clone(),
         }
     }
 
@@ -169,7 +172,9 @@ mod tests {
         assert_eq!(s.describe(), "file:///var/bk/x");
         let s = rc("path: /var/bk").open_store().unwrap();
         assert_eq!(s.kind(), "file");
-        let err = rc("type: webdav\nurl: webdav://h/p").open_store().unwrap_err();
+        let err = rc("type: webdav\nurl: webdav://h/p")
+            .open_store()
+            .unwrap_err();
         assert!(err.to_string().contains("unknown replica type"), "{err}");
         let err = rc("type: file").open_store().unwrap_err();
         assert!(err.to_string().contains("`url` or a `path`"), "{err}");
@@ -204,24 +209,43 @@ mod tests {
         };
         let err = c.open_store().unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("part-size") && msg.contains("s3://bk"), "{msg}");
+        assert!(
+            msg.contains("part-size") && msg.contains("s3://bk"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn backends_other_options_carry_their_keys() {
-        let a = rc("type: abs\naccount-name: acct\nbucket: c\npath: p\nendpoint: http://e\n\
-                    account-key: k1\nsas-token: t1")
+        let a = rc(
+            "type: abs\naccount-name: acct\nbucket: c\npath: p\nendpoint: http://e\n\
+                    account-key: k1\nsas-token: t1",
+        )
         .azure_options();
         assert_eq!(
-            (a.account_name.as_deref(), a.bucket.as_deref(), a.path.as_deref()),
+            (
+                a.account_name.as_deref(),
+                a.bucket.as_deref(),
+                a.path.as_deref()
+            ),
             (Some("acct"), Some("c"), Some("p"))
         );
-        assert_eq!((a.account_key.as_deref(), a.sas_token.as_deref()), (Some("k1"), Some("t1")));
-        assert!(!format!("{a:?}").contains("k1"), "{a:?}");
-        let s = rc("type: sftp\nhost: h:22\nuser: u\npassword: pw1\nkey-path: /k\nhost-key: hk\npath: /p")
-            .sftp_options();
         assert_eq!(
-            (s.host.as_deref(), s.user.as_deref(), s.key_path.as_deref(), s.path.as_deref()),
+            (a.account_key.as_deref(), a.sas_token.as_deref()),
+            (Some("k1"), Some("t1"))
+        );
+        assert!(!format!("{a:?}").contains("k1"), "{a:?}");
+        let s = rc(
+            "type: sftp\nhost: h:22\nuser: u\npassword: pw1\nkey-path: /k\nhost-key: hk\npath: /p",
+        )
+        .sftp_options();
+        assert_eq!(
+            (
+                s.host.as_deref(),
+                s.user.as_deref(),
+                s.key_path.as_deref(),
+                s.path.as_deref()
+            ),
             (Some("h:22"), Some("u"), Some("/k"), Some("/p"))
         );
         assert!(!format!("{s:?}").contains("pw1"), "{s:?}");

@@ -17,7 +17,7 @@
 //! - **Stop.** When `shutdown` completes, between batches: a batch in progress is finished.
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use ltx::{Compactor, Decoder, TxId};
@@ -30,8 +30,8 @@ use super::{
 use crate::storage::retry::RetryPolicy;
 use crate::storage::{DynStore, LtxFileInfo};
 
-pub use super::plan::{plan_follow, FollowPlan};
 use super::plan::{l0_settles, replica_mismatch, timestamp_at};
+pub use super::plan::{plan_follow, FollowPlan};
 
 pub mod copy;
 pub mod position;

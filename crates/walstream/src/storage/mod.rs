@@ -276,11 +276,31 @@ pub struct Backend {
 /// Every backend walstream can open, by URL scheme. Adding a backend: its module here, one line
 /// in this table and one in `config::backends`, and its test-server script.
 pub const BACKENDS: &[Backend] = &[
-    Backend { name: "file", schemes: &["file"], open_url: open_file_url },
-    Backend { name: "s3", schemes: &["s3"], open_url: s3::open_url },
-    Backend { name: "gs", schemes: &["gs"], open_url: gcs::open_url },
-    Backend { name: "abs", schemes: &["abs"], open_url: azure::open_url },
-    Backend { name: "sftp", schemes: &["sftp"], open_url: sftp::open_url },
+    Backend {
+        name: "file",
+        schemes: &["file"],
+        open_url: open_file_url,
+    },
+    Backend {
+        name: "s3",
+        schemes: &["s3"],
+        open_url: s3::open_url,
+    },
+    Backend {
+        name: "gs",
+        schemes: &["gs"],
+        open_url: gcs::open_url,
+    },
+    Backend {
+        name: "abs",
+        schemes: &["abs"],
+        open_url: azure::open_url,
+    },
+    Backend {
+        name: "sftp",
+        schemes: &["sftp"],
+        open_url: sftp::open_url,
+    },
 ];
 
 /// URL schemes Litestream knows and walstream does not open yet, with their backend names.
@@ -312,7 +332,10 @@ pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
         return Ok(Arc::new(file::FileStore::new(absolute_path(url)?)));
     };
     let scheme = scheme.to_ascii_lowercase();
-    if let Some(b) = BACKENDS.iter().find(|b| b.schemes.contains(&scheme.as_str())) {
+    if let Some(b) = BACKENDS
+        .iter()
+        .find(|b| b.schemes.contains(&scheme.as_str()))
+    {
         return (b.open_url)(url);
     }
     match NOT_YET.iter().find(|(s, _)| *s == scheme) {

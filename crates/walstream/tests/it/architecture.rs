@@ -472,18 +472,17 @@ fn architecture_checker_sees_references_tests_and_cycles() {
     let (code, mods) = without_test_items(&code);
     assert!(mods.is_empty());
     let refs = references(&["x".to_string()], &code, &tops);
-    assert_eq!(
-        refs.keys().collect::<Vec<_>>(),
-        ["a", "b", "c"],
-        "{code}"
-    );
+    assert_eq!(refs.keys().collect::<Vec<_>>(), ["a", "b", "c"], "{code}");
     let refs = references(&["x".to_string(), "y".to_string()], &code, &tops);
     assert_eq!(refs.keys().collect::<Vec<_>>(), ["a", "b"]);
     let (code, mods) = without_test_items(&strip_comments_and_strings(
         "fn f() {}\n#[cfg(test)]\nmod tests {\n    use crate::c;\n    fn g() { let x = '{'; let y = r#\"}\"#; }\n}\n#[cfg(test)]\nmod more;\nfn h<'a>(x: &'a str) {}\n",
     ));
     assert_eq!(mods, ["more"]);
-    assert!(!code.contains("crate::c") && code.contains("fn h"), "{code}");
+    assert!(
+        !code.contains("crate::c") && code.contains("fn h"),
+        "{code}"
+    );
     assert_eq!(code_lines(&code), 2, "{code}");
     let mut g: Graph = BTreeMap::new();
     for (from, to) in [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")] {

@@ -106,7 +106,9 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
 
 /// Litestream's cleaning of a path inside a bucket: `path.Clean`, without the leading `/`.
 pub(crate) fn clean_prefix(p: &str) -> String {
-    crate::paths::clean_path(p).trim_start_matches('/').to_string()
+    crate::paths::clean_path(p)
+        .trim_start_matches('/')
+        .to_string()
 }
 
 impl Settings {
@@ -117,7 +119,10 @@ impl Settings {
         let mut endpoint = non_empty(&cfg.endpoint);
         if let Some(raw) = cfg.url.as_deref().filter(|u| !u.trim().is_empty()) {
             let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
-                config_error(crate::paths::redact_url(raw), format!("invalid replica URL: {e}"))
+                config_error(
+                    crate::paths::redact_url(raw),
+                    format!("invalid replica URL: {e}"),
+                )
             })?;
             let user = percent_encoding::percent_decode_str(url.username())
                 .decode_utf8_lossy()
@@ -223,7 +228,10 @@ impl std::fmt::Debug for AzureOptions {
             .field("bucket", &self.bucket)
             .field("path", &self.path)
             .field("endpoint", &self.endpoint)
-            .field("account_key", &self.account_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "account_key",
+                &self.account_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("sas_token", &self.sas_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }

@@ -45,6 +45,9 @@ pub struct GcsOptions {
     pub bucket: Option<String>,
     /// Path in the bucket, when there is no URL.
     pub path: Option<String>,
+    /// Endpoint for an authenticated client (a walstream extension); `$STORAGE_EMULATOR_HOST`
+    /// wins over it.
+    pub endpoint: Option<String>,
 }
 
 /// Opens a bare `gs://` URL.
@@ -101,7 +104,7 @@ fn emulator_base() -> Option<String> {
     if host.is_empty() {
         return None;
     }
-    Some(if host.contains("://") {
+    Some(if crate::paths::is_url(host) {
         host.to_string()
     } else {
         format!("http://{host}")
@@ -120,7 +123,10 @@ fn bucket_and_prefix(cfg: &GcsOptions) -> Result<(String, String), StorageError>
     let mut prefix = non_empty(&cfg.path).map(|p| clean_prefix(&p));
     if let Some(raw) = cfg.url.as_deref().filter(|u| !u.trim().is_empty()) {
         let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
-            config_error(crate::paths::redact_url(raw), format!("invalid replica URL: {e}"))
+            config_error(
+                crate::paths::redact_url(raw),
+                format!("invalid replica URL: {e}"),
+            )
         })?;
         if let Some(host) = url.host_str().filter(|h| !h.is_empty()) {
             bucket = Some(host.to_string());

@@ -94,7 +94,10 @@ impl std::fmt::Debug for S3Options {
             .field("bucket", &self.bucket)
             .field("path", &self.path)
             .field("region", &self.region)
-            .field("endpoint", &self.endpoint.as_deref().map(crate::paths::redact_url))
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(crate::paths::redact_url),
+            )
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &hidden(&self.secret_access_key))
             .field("sse_customer_key", &hidden(&self.sse_customer_key))

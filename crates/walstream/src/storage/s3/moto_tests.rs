@@ -18,8 +18,8 @@ use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, PutPayloa
 
 use super::builder::{self, DEFAULT_PART_SIZE};
 use super::credential::Env;
-use super::{S3Store, METADATA_TIMESTAMP};
 use super::S3Options;
+use super::{S3Store, METADATA_TIMESTAMP};
 use crate::storage::contract::{self, Sources};
 use crate::storage::{DynStore, LtxFileInfo, ReplicaStore, StorageError};
 

@@ -120,7 +120,10 @@ impl Settings {
         let mut root = non_empty(&cfg.path).map(|p| crate::paths::clean_path(&p));
         if let Some(raw) = cfg.url.as_deref().filter(|u| !u.trim().is_empty()) {
             let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
-                config_error(crate::paths::redact_url(raw), format!("invalid replica URL: {e}"))
+                config_error(
+                    crate::paths::redact_url(raw),
+                    format!("invalid replica URL: {e}"),
+                )
             })?;
             let decode = |s: &str| {
                 percent_encoding::percent_decode_str(s)
