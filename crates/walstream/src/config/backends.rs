@@ -203,6 +203,7 @@ mod tests {
     #[test]
     fn backends_s3_invalid_part_size_is_an_error_naming_the_key() {
         let c = ReplicaConfig {
+            kind: Some("s3".into()),
             bucket: Some("bk".into()),
             part_size: Some(serde_norway::Value::String("lots".into())),
             ..Default::default()

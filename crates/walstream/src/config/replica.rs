@@ -544,7 +544,7 @@ mod tests {
             assert!(!s.contains(secret), "{secret} in {s}");
         }
         assert!(s.contains("AKIDPUBLIC") && s.contains("REDACTED"), "{s}");
-        assert!(s.contains("url: Some(\"sftp://h/p\")"), "{s}");
+        assert!(s.contains("url: \"sftp://h/p\""), "{s}");
     }
 
     #[test]
