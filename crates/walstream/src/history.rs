@@ -2,8 +2,6 @@
 //! snapshots every `snapshot.interval` (requested from the database thread, which streams them
 //! from the database), and retention. Runs as one task beside the uploader.
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, info, warn};
@@ -149,17 +147,28 @@ pub async fn enforce_retention(
     policy: &RetentionPolicy,
     now: SystemTime,
 ) -> Result<usize, HistoryError> {
+    Ok(enforce_retention_scheduled(store, policy, now).await?.0)
+}
+
+/// [`enforce_retention`], and when the next file would become deletable by age alone (`None`:
+/// not until something new is written).
+pub async fn enforce_retention_scheduled(
+    store: &DynStore,
+    policy: &RetentionPolicy,
+    now: SystemTime,
+) -> Result<(usize, Option<SystemTime>), HistoryError> {
     let files = list_all(store).await?;
+    let next = crate::retention::next_deletion_due(&files, policy, now);
     let delete = plan_deletions(&files, policy, now);
     if delete.is_empty() {
-        return Ok(0);
+        return Ok((0, next));
     }
     store
         .delete_ltx_files(&delete)
         .await
         .map_err(storage(store))?;
     debug!(replica = %store.describe(), files = delete.len(), "retention deleted files");
-    Ok(delete.len())
+    Ok((delete.len(), next))
 }
 
 /// Deletes local L0 files that L1 on the store covers, except the newest (the position).
@@ -173,51 +182,139 @@ pub fn prune_local_l0(meta: &MetaDir, l1_max: ltx::TxId) {
     }
 }
 
-/// Runs compaction, snapshot requests and retention until `stop`. `snapshot_due` is set when a
-/// snapshot should be taken; the database thread clears it when it has written one.
+/// What the history task is told by the rest of the database's tasks.
+pub struct HistoryLinks {
+    /// The newest TXID of L0 on the store (the uploader's position).
+    pub uploaded: tokio::sync::watch::Receiver<Option<ltx::TxId>>,
+    /// Asks the database side for an L9 snapshot of its position after its next sync.
+    pub request_snapshot: Box<dyn Fn() + Send + Sync>,
+}
+
+fn level_maxima(listing: &[LtxFileInfo]) -> [Option<ltx::TxId>; SNAPSHOT_LEVEL as usize + 1] {
+    let mut m = [None; SNAPSHOT_LEVEL as usize + 1];
+    for f in listing {
+        if let Some(slot) = m.get_mut(f.level as usize) {
+            *slot = (*slot).max(Some(f.max_txid));
+        }
+    }
+    m
+}
+
+/// Runs compaction, snapshot requests and retention until `cancel`.
+///
+/// It works only when something is owed, and sleeps until then: a level is compacted at its
+/// next clock-aligned time only if the level below holds a newer TXID than it does (known from
+/// `listing`, the store's listing at start, and from this task's own writes, so finding out
+/// costs no request); a scheduled snapshot is requested only if the database changed since the
+/// last one; retention runs after a change, and again only when a file comes of age
+/// ([`crate::retention::next_deletion_due`]). An idle replica therefore costs nothing once its
+/// last write's compactions and retention are done.
 pub async fn run(
     store: DynStore,
     meta: MetaDir,
     opts: HistoryOptions,
-    snapshot_due: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    listing: Vec<LtxFileInfo>,
+    mut links: HistoryLinks,
+    cancel: tokio_util::sync::CancellationToken,
 ) {
+    let mut max = level_maxima(&listing);
+    let levels = opts.levels.len().min(SNAPSHOT_LEVEL as usize - 1);
+    let mut due: Vec<Option<SystemTime>> = vec![None; levels];
     let now = SystemTime::now();
-    let mut due: Vec<SystemTime> = opts
-        .levels
-        .iter()
-        .map(|iv| next_aligned(now, *iv))
-        .collect();
     let mut snapshot_at = next_aligned(now, opts.snapshot_interval);
-    let mut retention_at = now + opts.retention_check_interval;
+    let mut last_snapshot = max[SNAPSHOT_LEVEL as usize];
+    // Retention runs once at start, then after changes and when files come of age.
+    let mut retention_dirty = true;
+    let mut retention_at = now;
+    let mut retention_next: Option<SystemTime> = None;
     let tmp = meta.root().to_path_buf();
     // A replica without any snapshot gets one soon after start, as Litestream does.
-    match store.ltx_files(SNAPSHOT_LEVEL).await {
-        Ok(s) if s.is_empty() => snapshot_due.store(true, Ordering::SeqCst),
-        _ => {}
+    if last_snapshot.is_none() {
+        (links.request_snapshot)();
+        last_snapshot = Some(ltx::TxId(0));
+        retention_dirty = true;
     }
-    while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    loop {
+        let uploaded = *links.uploaded.borrow_and_update();
+        max[0] = max[0].max(uploaded);
         let now = SystemTime::now();
-        for (i, at) in due.iter_mut().enumerate() {
-            if now < *at {
+        for (i, d) in due.iter_mut().enumerate() {
+            if d.is_none() && max[i] > max[i + 1] {
+                *d = Some(next_aligned(now, opts.levels[i]));
+            }
+        }
+        let mut next: Option<SystemTime> = due.iter().flatten().min().copied();
+        if max[0] > last_snapshot {
+            next = next.min(Some(snapshot_at)).or(Some(snapshot_at));
+        }
+        let retention_due = if retention_dirty {
+            Some(retention_at)
+        } else {
+            retention_next
+        };
+        if let Some(r) = retention_due {
+            next = Some(next.map_or(r, |n| n.min(r)));
+        }
+        let sleep_for = next.map(|t| t.duration_since(now).unwrap_or(Duration::ZERO));
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = links.uploaded.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                continue;
+            }
+            _ = async {
+                match sleep_for {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        let now = SystemTime::now();
+        for i in 0..levels {
+            if due[i].is_none_or(|d| now < d) {
                 continue;
             }
             let level = (i + 1) as u8;
+            due[i] = None;
             match compact_level(&store, &meta, level, &tmp).await {
-                Ok(Some(info)) if level == 1 => prune_local_l0(&meta, info.max_txid),
-                Ok(_) => {}
-                Err(e) => warn!(level, "compaction failed: {e}"),
+                Ok(Some(info)) => {
+                    if level == 1 {
+                        prune_local_l0(&meta, info.max_txid);
+                    }
+                    max[i + 1] = max[i + 1].max(Some(info.max_txid));
+                    retention_dirty = true;
+                }
+                // Nothing to compact after all (the listing says the level is covered).
+                Ok(None) => max[i + 1] = max[i + 1].max(max[i]),
+                Err(e) => {
+                    warn!(
+                        level,
+                        "compaction failed (retrying at the next interval): {e}"
+                    );
+                    due[i] = Some(next_aligned(now, opts.levels[i]));
+                }
             }
-            *at = next_aligned(now, opts.levels[i]);
         }
         if now >= snapshot_at {
-            snapshot_due.store(true, Ordering::SeqCst);
+            if max[0] > last_snapshot {
+                (links.request_snapshot)();
+                last_snapshot = max[0];
+                retention_dirty = true;
+            }
             snapshot_at = next_aligned(now, opts.snapshot_interval);
         }
-        if now >= retention_at {
-            if let Err(e) = enforce_retention(&store, &opts.retention, now).await {
-                warn!("retention failed: {e}");
+        if retention_due.is_some_and(|r| now >= r) {
+            match enforce_retention_scheduled(&store, &opts.retention, now).await {
+                Ok((_, n)) => {
+                    retention_dirty = false;
+                    retention_next = n;
+                }
+                Err(e) => {
+                    warn!("retention failed (retrying later): {e}");
+                    retention_dirty = true;
+                }
             }
             retention_at = now + opts.retention_check_interval;
         }

@@ -20,7 +20,6 @@
 //! Expiry compares the holder's wall clock (it writes `expires_at`) with the taker's: clocks of
 //! hosts sharing a replica must agree within the margin (10 s at the default 30 s TTL).
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +28,7 @@ use bytes::Bytes;
 use ltx::TxId;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::storage::{
@@ -259,81 +259,228 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Shared between the renewal loop and [`LeasedStore`]: until when writes may go.
+/// A held lease, shared by the writers (through [`LeasedStore`]) and the renewal task.
+///
+/// The lease costs nothing while the replica is idle: the renewal task renews only if something
+/// was written since the last renewal, so after the last write it renews once more and then lets
+/// the lease lapse. The next write takes it again first ([`Guard::before_write`]): a conditional
+/// replace of the lease object against the version this process wrote last. If anyone else wrote
+/// the lease object meanwhile, the replace fails, and the replica is fenced for good.
 #[derive(Debug)]
 pub struct Guard {
     replica: String,
-    margin: Duration,
+    opts: LeaseOptions,
+    lease: tokio::sync::Mutex<Option<Lease>>,
     state: Mutex<GuardState>,
+    activity: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
 struct GuardState {
     valid_until: Instant,
+    last_renewal: Instant,
+    wrote_since_renewal: bool,
     fenced_by: Option<String>,
+    failing: bool,
 }
 
 impl Guard {
-    fn new(replica: String, valid_until: Instant, margin: Duration) -> Guard {
-        Guard {
-            replica,
-            margin,
+    /// A guard over `lease`, valid until `valid_until` by the local monotonic clock.
+    pub fn new(lease: Lease, valid_until: Instant) -> Arc<Guard> {
+        Arc::new(Guard {
+            replica: lease.store.describe(),
+            opts: lease.opts,
+            lease: tokio::sync::Mutex::new(Some(lease)),
             state: Mutex::new(GuardState {
                 valid_until,
+                last_renewal: Instant::now(),
+                wrote_since_renewal: false,
                 fenced_by: None,
+                failing: false,
             }),
-        }
+            activity: tokio::sync::Notify::new(),
+        })
     }
 
-    fn renewed(&self, valid_until: Instant) {
-        if let Ok(mut s) = self.state.lock() {
-            s.valid_until = valid_until;
-        }
+    fn with_state<T>(&self, f: impl FnOnce(&mut GuardState) -> T) -> Option<T> {
+        self.state.lock().ok().map(|mut s| f(&mut s))
     }
 
     fn fence(&self, holder: String) {
-        if let Ok(mut s) = self.state.lock() {
-            s.fenced_by = Some(holder);
-        }
+        self.with_state(|s| s.fenced_by = Some(holder));
     }
 
     /// The other owner, once fenced.
     pub fn fenced_by(&self) -> Option<String> {
-        self.state.lock().ok().and_then(|s| s.fenced_by.clone())
+        self.with_state(|s| s.fenced_by.clone()).flatten()
     }
 
-    /// `Ok` while writes may go: not fenced and valid for longer than the margin. A lapsed (not
-    /// yet lost) lease is a transient error, so writes wait for the next renewal.
-    pub fn check(&self, key: &str) -> Result<(), StorageError> {
-        let (valid_until, fenced_by) = match self.state.lock() {
-            Ok(s) => (s.valid_until, s.fenced_by.clone()),
-            Err(_) => (Instant::now(), None),
+    fn fenced_error(&self, key: &str, holder: &str) -> StorageError {
+        StorageError::Permanent {
+            backend: "lease",
+            key: key.to_string(),
+            message: format!(
+                "fenced: replica {} is leased to {holder}; not writing",
+                self.replica
+            ),
+        }
+    }
+
+    /// Whether writes may go now without taking the lease again.
+    fn valid(&self) -> Result<bool, String> {
+        let margin = self.opts.margin();
+        self.with_state(|s| match &s.fenced_by {
+            Some(h) => Err(h.clone()),
+            None => Ok(Instant::now() + margin < s.valid_until),
+        })
+        .unwrap_or(Ok(false))
+    }
+
+    /// Called before each write or delete: `Ok` once the lease is held. A lapsed lease is taken
+    /// again here with a conditional write. Lost to another owner: a permanent error (fenced);
+    /// the store failing: a transient one, so the caller retries.
+    pub async fn before_write(&self, key: &str) -> Result<(), StorageError> {
+        match self.valid() {
+            Err(holder) => return Err(self.fenced_error(key, &holder)),
+            Ok(true) => {
+                self.with_state(|s| s.wrote_since_renewal = true);
+                return Ok(());
+            }
+            Ok(false) => {}
+        }
+        let mut lease = self.lease.lock().await;
+        // Another writer may have taken it while this one waited for the lock.
+        match self.valid() {
+            Err(holder) => return Err(self.fenced_error(key, &holder)),
+            Ok(true) => {
+                self.with_state(|s| s.wrote_since_renewal = true);
+                return Ok(());
+            }
+            Ok(false) => {}
+        }
+        let Some(l) = lease.as_mut() else {
+            return Err(self.fenced_error(key, "nobody (released)"));
         };
-        if let Some(holder) = fenced_by {
-            return Err(StorageError::Permanent {
+        match self.renew_locked(l).await {
+            Ok(()) => {
+                debug!(replica = %self.replica, "lease taken again after lapsing");
+                self.with_state(|s| s.wrote_since_renewal = true);
+                self.activity.notify_one();
+                Ok(())
+            }
+            Err(LeaseError::Fenced { holder, .. }) => Err(self.fenced_error(key, &holder)),
+            Err(e) => Err(StorageError::Transient {
                 backend: "lease",
                 key: key.to_string(),
-                message: format!(
-                    "fenced: replica {} is leased to {holder}; not writing",
-                    self.replica
-                ),
-            });
+                message: format!("taking the lease on {} again: {e}", self.replica),
+            }),
         }
-        if Instant::now() + self.margin >= valid_until {
-            return Err(StorageError::Transient {
-                backend: "lease",
-                key: key.to_string(),
-                message: format!(
-                    "the lease on {} has not been renewed in time; waiting",
-                    self.replica
-                ),
-            });
+    }
+
+    async fn renew_locked(&self, lease: &mut Lease) -> Result<(), LeaseError> {
+        let sent = Instant::now();
+        match lease.renew().await {
+            Ok(()) => {
+                self.with_state(|s| {
+                    s.valid_until = sent + self.opts.ttl;
+                    s.last_renewal = sent;
+                });
+                Ok(())
+            }
+            Err(LeaseError::Fenced { replica, holder }) => {
+                self.fence(holder.clone());
+                error!(replica = %replica, holder = %holder, "lease lost: another walstream took over this replica; stopped writing to it");
+                Err(LeaseError::Fenced { replica, holder })
+            }
+            Err(e) => Err(e),
         }
-        Ok(())
+    }
+
+    /// Renews while writes happen, lets the lease lapse when they stop, until `cancel` or the
+    /// lease is lost. Transient failures are retried every second (writes pause once the lease
+    /// runs short).
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let next = self
+                .with_state(|s| s.last_renewal + self.opts.renew_interval)
+                .unwrap_or_else(Instant::now);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            let wrote = self
+                .with_state(|s| std::mem::take(&mut s.wrote_since_renewal))
+                .unwrap_or(false);
+            if self.fenced_by().is_some() {
+                return;
+            }
+            if !wrote {
+                // Idle: no request until the next write takes the lease again.
+                debug!(replica = %self.replica, "no writes since the last renewal; letting the lease lapse");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = self.activity.notified() => {}
+                }
+                continue;
+            }
+            let mut lease = self.lease.lock().await;
+            let Some(l) = lease.as_mut() else { return };
+            match self.renew_locked(l).await {
+                Ok(()) => {
+                    if self.with_state(|s| std::mem::take(&mut s.failing)) == Some(true) {
+                        info!(replica = %self.replica, "lease renewed again");
+                    }
+                }
+                Err(LeaseError::Fenced { .. }) => return,
+                Err(e) => {
+                    if self.with_state(|s| !std::mem::replace(&mut s.failing, true)) == Some(true) {
+                        warn!(replica = %self.replica, "lease renewal failed (writes pause if it runs out): {e}");
+                    }
+                    // Still owed: try again in a second.
+                    self.with_state(|s| {
+                        s.wrote_since_renewal = true;
+                        s.last_renewal = Instant::now() + Duration::from_secs(1)
+                            - self.opts.renew_interval.max(Duration::from_secs(1));
+                    });
+                }
+            }
+        }
+    }
+
+    /// Gives the lease back (unless lost), so the next owner need not wait for the TTL.
+    pub async fn release(&self) {
+        let Some(lease) = self.lease.lock().await.take() else {
+            return;
+        };
+        if self.fenced_by().is_some() {
+            return;
+        }
+        self.fence("nobody (released)".to_string());
+        if let Err(e) = lease.release().await {
+            warn!(replica = %self.replica, "releasing the lease failed (it expires by itself): {e}");
+        }
+    }
+
+    /// The store wrapped so that writes and deletes need the lease.
+    pub fn leased_store(self: &Arc<Self>, inner: DynStore) -> DynStore {
+        Arc::new(LeasedStore::new(inner, self.clone()))
     }
 }
 
-/// A held lease: renew it with [`Lease::run`], give it back with [`Lease::release`].
+impl LeaseError {
+    /// Whether trying again later may succeed: the store failed transiently, or the lease
+    /// object kept changing. `Held` is not: another process owns the replica.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LeaseError::Storage { source, .. } => source.is_retryable(),
+            LeaseError::Contended { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// A held lease: renew it with [`Lease::renew`], give it back with [`Lease::release`]; a
+/// running replicator shares it through a [`Guard`].
 #[derive(Debug)]
 pub struct Lease {
     store: DynStore,
@@ -341,7 +488,6 @@ pub struct Lease {
     opts: LeaseOptions,
     record: LeaseRecord,
     version: LeaseVersion,
-    guard: Arc<Guard>,
 }
 
 impl Lease {
@@ -378,7 +524,6 @@ impl Lease {
                     (rec.generation.saturating_add(1), Some(obj.version.clone()))
                 }
             };
-            let sent = Instant::now();
             let record = LeaseRecord {
                 owner: owner.token.clone(),
                 host: owner.host.clone(),
@@ -390,14 +535,12 @@ impl Lease {
             match store.write_lease(encode(&record), expected.as_ref()).await {
                 Ok(version) => {
                     info!(replica = %replica, generation, ttl = ?opts.ttl, "lease acquired");
-                    let guard = Arc::new(Guard::new(replica, sent + opts.ttl, opts.margin()));
                     return Ok(Lease {
                         store,
                         owner,
                         opts,
                         record,
                         version,
-                        guard,
                     });
                 }
                 Err(e) if e.is_conflict() => {
@@ -415,74 +558,19 @@ impl Lease {
         &self.owner
     }
 
-    /// The guard [`LeasedStore`] checks.
-    pub fn guard(&self) -> Arc<Guard> {
-        self.guard.clone()
-    }
-
-    /// The store wrapped so that writes and deletes need the lease.
-    pub fn leased_store(&self) -> DynStore {
-        Arc::new(LeasedStore {
-            inner: self.store.clone(),
-            guard: self.guard.clone(),
-        })
-    }
-
-    /// Renews until `stop` is set (checked every 100 ms) or the lease is lost. Transient
-    /// failures are retried every second; writes pause once the lease runs short. Returns the
-    /// lease for [`Lease::release`], or [`LeaseError::Fenced`].
-    pub async fn run(mut self, stop: Arc<AtomicBool>) -> Result<Lease, LeaseError> {
-        let replica = self.guard.replica.clone();
-        let mut next = Instant::now() + self.opts.renew_interval;
-        let mut failing = false;
-        loop {
-            while Instant::now() < next {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(self);
-                }
-                tokio::time::sleep(Duration::from_millis(100).min(next - Instant::now())).await;
-            }
-            match self.renew().await {
-                Ok(()) => {
-                    if failing {
-                        info!(replica = %replica, "lease renewed again");
-                    }
-                    failing = false;
-                    next = Instant::now() + self.opts.renew_interval;
-                }
-                Err(LeaseError::Fenced { replica, holder }) => {
-                    self.guard.fence(holder.clone());
-                    error!(replica = %replica, holder = %holder, "lease lost: another walstream took over this replica; stopped writing to it");
-                    return Err(LeaseError::Fenced { replica, holder });
-                }
-                Err(e) => {
-                    if !failing {
-                        warn!(replica = %replica, "lease renewal failed (writes pause if it runs out): {e}");
-                    }
-                    failing = true;
-                    next = Instant::now() + Duration::from_secs(1).min(self.opts.renew_interval);
-                }
-            }
-        }
-    }
-
     /// One renewal: replace our record if unchanged.
     pub async fn renew(&mut self) -> Result<(), LeaseError> {
-        let sent = Instant::now();
         let mut record = self.record.clone();
         record.expires_at_ms = unix_ms(SystemTime::now() + self.opts.ttl);
-        self.replace(record).await?;
-        self.guard.renewed(sent + self.opts.ttl);
-        Ok(())
+        self.replace(record).await
     }
 
     /// Gives the lease back (expiry 0), so the next owner need not wait for the TTL.
     pub async fn release(mut self) -> Result<(), LeaseError> {
         let mut record = self.record.clone();
         record.expires_at_ms = 0;
-        self.guard.fence("nobody (released)".to_string());
         self.replace(record).await?;
-        info!(replica = %self.guard.replica, "lease released");
+        info!(replica = %self.store.describe(), "lease released");
         Ok(())
     }
 
@@ -490,7 +578,7 @@ impl Lease {
     /// (an earlier write landed although it reported an error) the version is adopted and the
     /// write repeated; otherwise the lease is lost.
     async fn replace(&mut self, record: LeaseRecord) -> Result<(), LeaseError> {
-        let replica = self.guard.replica.clone();
+        let replica = self.store.describe();
         let serr = |source| LeaseError::Storage {
             replica: replica.clone(),
             source,
@@ -533,25 +621,24 @@ impl Lease {
 /// The renewal task of a running replicator's lease.
 #[derive(Debug)]
 pub struct LeaseTask {
-    stop: Arc<AtomicBool>,
-    handle: tokio::task::JoinHandle<Result<Lease, LeaseError>>,
+    guard: Arc<Guard>,
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
 }
 
 impl LeaseTask {
+    /// The guard writers check.
+    pub fn guard(&self) -> &Arc<Guard> {
+        &self.guard
+    }
+
     /// Stops renewing and releases the lease (unless it was lost). Call after the last write.
     pub async fn finish(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        match self.handle.await {
-            Ok(Ok(lease)) => {
-                let replica = lease.guard.replica.clone();
-                if let Err(e) = lease.release().await {
-                    warn!(replica = %replica, "releasing the lease failed (it expires by itself): {e}");
-                }
-            }
-            // Logged when it happened.
-            Ok(Err(_)) => {}
-            Err(e) => warn!("lease task failed: {e}"),
+        self.cancel.cancel();
+        if let Err(e) = self.handle.await {
+            warn!("lease task failed: {e}");
         }
+        self.guard.release().await;
     }
 }
 
@@ -582,13 +669,22 @@ pub async fn start(
         }
     };
     let owner = Owner::load(meta_dir, db).inspect_err(|_| undo())?;
-    let lease = Lease::acquire(store, owner, opts)
+    let sent = Instant::now();
+    let lease = Lease::acquire(store.clone(), owner, opts)
         .await
         .inspect_err(|_| undo())?;
-    let leased = lease.leased_store();
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = tokio::spawn(lease.run(stop.clone()));
-    Ok((leased, Some(LeaseTask { stop, handle })))
+    let guard = Guard::new(lease, sent + opts.ttl);
+    let leased = guard.leased_store(store);
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn(guard.clone().run(cancel.clone()));
+    Ok((
+        leased,
+        Some(LeaseTask {
+            guard,
+            cancel,
+            handle,
+        }),
+    ))
 }
 
 fn encode(record: &LeaseRecord) -> Bytes {
@@ -603,7 +699,8 @@ fn parse(replica: &str, obj: &LeaseObject) -> Result<LeaseRecord, LeaseError> {
     })
 }
 
-/// A store whose writes and deletes go through only while the lease [`Guard`] allows.
+/// A store whose writes and deletes go through only while the lease [`Guard`] allows (taking
+/// a lapsed lease again first).
 #[derive(Debug)]
 pub struct LeasedStore {
     inner: DynStore,
@@ -646,7 +743,8 @@ impl ReplicaStore for LeasedStore {
         created_at: SystemTime,
     ) -> Result<LtxFileInfo, StorageError> {
         self.guard
-            .check(&format!("{level}/{}", ltx::file_name(min, max)))?;
+            .before_write(&format!("{level}/{}", ltx::file_name(min, max)))
+            .await?;
         self.inner
             .write_ltx_file(level, min, max, src, created_at)
             .await
@@ -654,7 +752,8 @@ impl ReplicaStore for LeasedStore {
     async fn delete_ltx_files(&self, files: &[LtxFileInfo]) -> Result<(), StorageError> {
         if let Some(f) = files.first() {
             self.guard
-                .check(&format!("{}/{}", f.level, f.file_name()))?;
+                .before_write(&format!("{}/{}", f.level, f.file_name()))
+                .await?;
         }
         self.inner.delete_ltx_files(files).await
     }
@@ -670,6 +769,11 @@ impl ReplicaStore for LeasedStore {
         expected: Option<&LeaseVersion>,
     ) -> Result<LeaseVersion, StorageError> {
         self.inner.write_lease(data, expected).await
+    }
+    async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
+        // A delete like any other: only while the lease is held.
+        self.guard.before_write("stale uploads").await?;
+        self.inner.remove_stale_uploads().await
     }
 }
 
@@ -717,46 +821,87 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lease_expired_taken_over_and_old_owner_fenced() {
+    async fn lease_lapsed_is_taken_again_then_expired_taken_over_and_old_owner_fenced() {
         let dir = tempfile::tempdir().unwrap();
         let store = file_store(dir.path());
         let opts = LeaseOptions::with_ttl(Duration::from_millis(300));
-        let mut a = Lease::acquire(store.clone(), owner(dir.path(), "a"), opts)
+        let a = Lease::acquire(store.clone(), owner(dir.path(), "a"), opts)
             .await
             .unwrap();
-        let leased_a = a.leased_store();
+        let guard_a = Guard::new(a, Instant::now() + opts.ttl);
+        let leased_a = guard_a.leased_store(store.clone());
         let mut src = contract::Sources::new();
         let f = src.file(b"a");
         leased_a
             .write_ltx_file(0, TxId(1), TxId(1), &f, SystemTime::now())
             .await
             .unwrap();
+        let version_before = store.read_lease().await.unwrap().unwrap().version;
         tokio::time::sleep(Duration::from_millis(350)).await;
-        // Lapsed but not lost: writes wait (transient).
-        let lapsed = leased_a
+        // Lapsed, nobody else took it: the write takes it again (one conditional write).
+        leased_a
             .write_ltx_file(0, TxId(2), TxId(2), &f, SystemTime::now())
             .await
-            .unwrap_err();
-        assert!(lapsed.is_retryable(), "{lapsed}");
+            .unwrap();
+        let version_after = store.read_lease().await.unwrap().unwrap().version;
+        assert_ne!(
+            version_before, version_after,
+            "the lease was not written again"
+        );
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        // Expired: another owner takes it over; a's next write is fenced and lands nothing.
         let b = Lease::acquire(store.clone(), owner(dir.path(), "b"), opts)
             .await
             .unwrap();
         assert_eq!(b.record.generation, 2);
-        let err = a.renew().await.unwrap_err();
-        match &err {
-            LeaseError::Fenced { holder, .. } => assert!(holder.contains(b.owner.token())),
-            e => panic!("want Fenced, got {e}"),
-        }
-        a.guard.fence(b.record.holder());
         let fenced = leased_a
-            .write_ltx_file(0, TxId(2), TxId(2), &f, SystemTime::now())
+            .write_ltx_file(0, TxId(3), TxId(3), &f, SystemTime::now())
             .await
             .unwrap_err();
         assert!(
             !fenced.is_retryable() && fenced.to_string().contains("fenced"),
             "{fenced}"
         );
-        assert_eq!(store.ltx_files(0).await.unwrap().len(), 1);
+        assert!(
+            fenced.to_string().contains(b.owner.token()),
+            "fenced error should name the holder: {fenced}"
+        );
+        assert_eq!(
+            guard_a.fenced_by().map(|h| h.contains(b.owner.token())),
+            Some(true)
+        );
+        assert_eq!(store.ltx_files(0).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn lease_idle_makes_no_request_after_one_last_renewal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(dir.path());
+        let opts = LeaseOptions::with_ttl(Duration::from_millis(300));
+        let lease = Lease::acquire(store.clone(), owner(dir.path(), "a"), opts)
+            .await
+            .unwrap();
+        let guard = Guard::new(lease, Instant::now() + opts.ttl);
+        let leased = guard.leased_store(store.clone());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(guard.clone().run(cancel.clone()));
+        let mut src = contract::Sources::new();
+        let f = src.file(b"a");
+        leased
+            .write_ltx_file(0, TxId(1), TxId(1), &f, SystemTime::now())
+            .await
+            .unwrap();
+        // One renewal owed by the write, then quiet.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let after_owed = store.read_lease().await.unwrap().unwrap().version;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            store.read_lease().await.unwrap().unwrap().version,
+            after_owed,
+            "an idle lease kept being renewed"
+        );
+        cancel.cancel();
+        task.await.unwrap();
     }
 
     #[tokio::test]
@@ -807,13 +952,16 @@ mod tests {
         contract::run_all(|| {
             let dir = tempfile::tempdir().unwrap();
             let store = file_store(dir.path());
+            let meta = dir.path().join("meta");
             dirs.push(dir);
-            let guard = Arc::new(Guard::new(
-                "test".to_string(),
-                Instant::now() + Duration::from_secs(3600),
-                Duration::from_secs(10),
-            ));
-            async move { Arc::new(LeasedStore::new(store, guard)) as DynStore }
+            async move {
+                let owner = Owner::load(&meta, Path::new("db")).unwrap();
+                let lease = Lease::acquire(store.clone(), owner, LeaseOptions::default())
+                    .await
+                    .unwrap();
+                let guard = Guard::new(lease, Instant::now() + Duration::from_secs(3600));
+                guard.leased_store(store)
+            }
         })
         .await;
     }

@@ -23,6 +23,7 @@ pub mod paths;
 pub mod replica;
 pub mod restore;
 pub mod retention;
+pub mod server;
 pub mod sqlite;
 pub mod storage;
 

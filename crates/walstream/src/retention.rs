@@ -106,6 +106,43 @@ pub fn plan_deletions(
     delete
 }
 
+/// When a file of `files` would next become deletable by age alone, after `now`: a compacted
+/// L0 file reaching `l0-retention`, or a snapshot other than the newest reaching
+/// `snapshot.retention`. `None` if no file will without something new being written, so that an
+/// idle replica needs no more retention passes.
+pub fn next_deletion_due(
+    files: &[LtxFileInfo],
+    policy: &RetentionPolicy,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    if !policy.enabled {
+        return None;
+    }
+    let l1_max = files
+        .iter()
+        .filter(|f| f.level == 1)
+        .map(|f| f.max_txid)
+        .max();
+    let newest_snapshot = files
+        .iter()
+        .filter(|f| f.level == SNAPSHOT_LEVEL)
+        .map(|f| f.max_txid)
+        .max();
+    let l0 = files
+        .iter()
+        .filter(|f| f.level == 0 && l1_max.is_some_and(|m| f.max_txid <= m))
+        .map(|f| f.created_at + policy.l0_retention);
+    let snaps = files
+        .iter()
+        .filter(|f| f.level == SNAPSHOT_LEVEL && Some(f.max_txid) != newest_snapshot)
+        .map(|f| f.created_at + policy.snapshot_retention);
+    l0.chain(snaps)
+        // Just past the age limit (`older_than` is strict).
+        .map(|t| t + Duration::from_millis(1))
+        .filter(|t| *t > now)
+        .min()
+}
+
 /// Whether the newest state and each kept snapshot's state restore from what remains.
 fn still_restores(files: &[LtxFileInfo], delete: &[LtxFileInfo], kept: &[&LtxFileInfo]) -> bool {
     let remaining: Vec<LtxFileInfo> = files
@@ -129,6 +166,35 @@ fn still_restores(files: &[LtxFileInfo], delete: &[LtxFileInfo], kept: &[&LtxFil
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn retention_next_deletion_due_only_for_files_coming_of_age() {
+        let policy = RetentionPolicy::default();
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let f = |level: u8, min: u64, max: u64, at: SystemTime| LtxFileInfo {
+            level,
+            min_txid: TxId(min),
+            max_txid: TxId(max),
+            size: 100,
+            created_at: at,
+        };
+        // L0 not yet compacted, one snapshot: nothing will come of age by itself.
+        let files = vec![f(9, 1, 1, t0), f(0, 2, 2, t0)];
+        assert_eq!(next_deletion_due(&files, &policy, t0), None);
+        // Once L1 covers L0, the L0 file comes of age after l0-retention.
+        let files = vec![f(9, 1, 1, t0), f(0, 2, 2, t0), f(1, 2, 2, t0)];
+        let due = next_deletion_due(&files, &policy, t0).unwrap();
+        assert!(
+            due > t0 + policy.l0_retention
+                && due < t0 + policy.l0_retention + Duration::from_secs(1)
+        );
+        // Past it: nothing more to wait for (the pass deletes it).
+        assert_eq!(next_deletion_due(&files, &policy, due), None);
+        // An older snapshot comes of age after snapshot.retention.
+        let files = vec![f(9, 1, 1, t0), f(9, 1, 5, t0 + Duration::from_secs(10))];
+        let due = next_deletion_due(&files, &policy, t0).unwrap();
+        assert!(due > t0 + policy.snapshot_retention);
+    }
     use super::*;
     use std::time::UNIX_EPOCH;
 

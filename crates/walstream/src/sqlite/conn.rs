@@ -132,6 +132,14 @@ impl DbConn {
         for c in [&a, &b] {
             c.execute_batch("PRAGMA wal_autocheckpoint = 0;")
                 .map_err(sqlite_err(path, "wal_autocheckpoint"))?;
+            // Closing walstream's connections (when a database goes cold) must not write: as the
+            // last connection, SQLite would otherwise checkpoint on close, which writes the
+            // database file and wakes the watcher again.
+            c.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map_err(sqlite_err(path, "no checkpoint on close"))?;
             let mut on: i32 = 1;
             // SAFETY: the handle is valid for the connection's lifetime; the argument is an int
             // as SQLITE_FCNTL_PERSIST_WAL requires.

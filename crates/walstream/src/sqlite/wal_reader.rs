@@ -455,6 +455,97 @@ pub fn read_frame_page_checked(
     Ok(())
 }
 
+/// `page_size` as [`scan`] accepts it: a power of two from 512 to 65536.
+fn check_page_size(path: &Path, page_size: u32) -> Result<(), WalError> {
+    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(WalError::InvalidHeader {
+            path: path.to_path_buf(),
+            reason: format!("invalid page size {page_size}"),
+        });
+    }
+    Ok(())
+}
+
+/// Reads the whole frame at `frame_offset` (frame header and page, in one read) into `buf`, which
+/// must be `24 + page_size` bytes long; the page is `buf[24..]`. Then checks that the frame still
+/// holds page `expected_pgno` and carries `salts`: a frame found by [`scan`] and read later
+/// without SQLite's read lock may have been reused by a WAL restart. Within one generation SQLite
+/// never rewrites a committed frame, so pgno and salts suffice (callers re-read the WAL header
+/// afterwards to catch a restart that rewrote the frame with the same pgno).
+/// [`WalError::PositionLost`] if the frame is cut short or differs.
+pub fn read_frame_at(
+    file: &File,
+    path: &Path,
+    frame_offset: u64,
+    page_size: u32,
+    expected_pgno: u32,
+    salts: (u32, u32),
+    buf: &mut [u8],
+) -> Result<(), WalError> {
+    check_page_size(path, page_size)?;
+    let frame_size = WAL_FRAME_HEADER_SIZE as usize + page_size as usize;
+    if buf.len() != frame_size {
+        return Err(WalError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "frame buffer of {} bytes for page size {page_size}",
+                    buf.len()
+                ),
+            ),
+        ));
+    }
+    let n = read_full_at(file, buf, frame_offset).map_err(|e| WalError::io(path, e))?;
+    if n < frame_size {
+        return Err(WalError::lost(path, frame_offset, "frame is cut short"));
+    }
+    let pgno = be32(buf, 0);
+    let got = (be32(buf, 8), be32(buf, 12));
+    if pgno != expected_pgno || got != salts {
+        return Err(WalError::lost(
+            path,
+            frame_offset,
+            format!(
+                "frame holds page {pgno} with salts {:08x}/{:08x}, expected page {expected_pgno} with {:08x}/{:08x}",
+                got.0, got.1, salts.0, salts.1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the frame at `frame_offset` continues a frame chain: it carries `salts` and, given
+/// `seed` (the cumulative checksum just before it), its stored checksum is the one computed from
+/// `seed` over its first 8 header bytes and its page, as in [`scan`] (whose pgno test this does
+/// not repeat). Without a seed only the salts are compared. `Ok(false)` for a frame cut short.
+pub fn frame_continues(
+    file: &File,
+    path: &Path,
+    frame_offset: u64,
+    page_size: u32,
+    big_endian_checksums: bool,
+    salts: (u32, u32),
+    seed: Option<(u32, u32)>,
+) -> Result<bool, WalError> {
+    check_page_size(path, page_size)?;
+    let hs = WAL_FRAME_HEADER_SIZE as usize;
+    let mut buf = vec![0u8; hs + page_size as usize];
+    let n = read_full_at(file, &mut buf, frame_offset).map_err(|e| WalError::io(path, e))?;
+    if n < buf.len() {
+        return Ok(false);
+    }
+    if (be32(&buf, 8), be32(&buf, 12)) != salts {
+        return Ok(false);
+    }
+    let Some(seed) = seed else {
+        return Ok(true);
+    };
+    let sum = wal_checksum(big_endian_checksums, seed, &buf[..8]);
+    let sum = wal_checksum(big_endian_checksums, sum, &buf[hs..]);
+    Ok(sum == (be32(&buf, 16), be32(&buf, 20)))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1141,6 +1232,27 @@ mod tests {
             let mut buf = vec![0u8; 512];
             let _ = read_frame_page(&f, &p, rng.gen_range(0..u64::MAX), &mut buf);
             let _ = read_frame_page_checked(&f, &p, &header, rng.gen_range(0..u64::MAX), &mut buf);
+            let mut frame = vec![0u8; 24 + 512];
+            let at = rng.gen_range(0..u64::MAX);
+            let _ = read_frame_at(
+                &f,
+                &p,
+                at,
+                512,
+                rng.gen(),
+                (rng.gen(), rng.gen()),
+                &mut frame,
+            );
+            let at = rng.gen_range(0..6000);
+            let _ = frame_continues(
+                &f,
+                &p,
+                at,
+                512,
+                rng.gen(),
+                (9, 8),
+                Some((rng.gen(), rng.gen())),
+            );
         }
     }
 
@@ -1157,5 +1269,93 @@ mod tests {
         let s = scan_all(&f, &p);
         assert_eq!(s.commit, u32::MAX);
         assert_eq!(s.pages, BTreeMap::from([(2, a), (u32::MAX, b)]));
+    }
+
+    #[test]
+    fn wal_reader_read_frame_at_checks_pgno_and_salts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WalBuilder::new(false, 512, 11, 22);
+        let a = w.frame(3, 0, 1);
+        let b = w.frame(5, 5, 2);
+        let (p, f) = w.write(dir.path(), "f.db-wal");
+        let mut buf = vec![0u8; 24 + 512];
+        read_frame_at(&f, &p, a, 512, 3, (11, 22), &mut buf).unwrap();
+        assert_eq!(buf[24..], page_pattern(512, 3, 1)[..]);
+        read_frame_at(&f, &p, b, 512, 5, (11, 22), &mut buf).unwrap();
+        assert_eq!(buf[24..], page_pattern(512, 5, 2)[..]);
+        assert_eq!(be32(&buf, 4), 5, "the frame header is in the buffer too");
+
+        let lost = |r: Result<(), WalError>| match r {
+            Err(e) if e.is_position_lost() => e.to_string(),
+            other => panic!("expected PositionLost, got {other:?}"),
+        };
+        let msg = lost(read_frame_at(&f, &p, a, 512, 4, (11, 22), &mut buf));
+        assert!(
+            msg.contains("page 3") && msg.contains("expected page 4"),
+            "{msg}"
+        );
+        let msg = lost(read_frame_at(&f, &p, a, 512, 3, (11, 23), &mut buf));
+        assert!(
+            msg.contains("00000016") && msg.contains("00000017"),
+            "{msg}"
+        );
+        // Past the end, or cut short by a truncation.
+        lost(read_frame_at(&f, &p, b + 536, 512, 5, (11, 22), &mut buf));
+        let short = &w.bytes[..w.bytes.len() - 1];
+        let (p2, f2) = write_file(dir.path(), "short.db-wal", short);
+        lost(read_frame_at(&f2, &p2, b, 512, 5, (11, 22), &mut buf));
+        // A buffer of the wrong size or an impossible page size is refused, not misread.
+        let mut small = vec![0u8; 512];
+        assert!(matches!(
+            read_frame_at(&f, &p, a, 512, 3, (11, 22), &mut small),
+            Err(WalError::Io { .. })
+        ));
+        assert!(matches!(
+            read_frame_at(&f, &p, a, 500, 3, (11, 22), &mut buf),
+            Err(WalError::InvalidHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn wal_reader_read_frame_at_sees_restart_reusing_the_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _db, wal) = open_db(dir.path(), 4096);
+        insert(&conn, 5, 1000);
+        let f = File::open(&wal).unwrap();
+        let s = scan_all(&f, &wal);
+        let salts = (s.header.salt1, s.header.salt2);
+        let mut buf = vec![0u8; 24 + 4096];
+        for (&pgno, &off) in &s.pages {
+            read_frame_at(&f, &wal, off, 4096, pgno, salts, &mut buf).unwrap();
+        }
+        // The app restarts the WAL and writes again: the old offsets now hold new frames.
+        checkpoint(&conn, "RESTART");
+        insert(&conn, 5, 1000);
+        let (&pgno, &off) = s.pages.iter().next().unwrap();
+        let r = read_frame_at(&f, &wal, off, 4096, pgno, salts, &mut buf);
+        assert!(matches!(&r, Err(e) if e.is_position_lost()), "{r:?}");
+    }
+
+    #[test]
+    fn wal_reader_frame_continues_follows_the_checksum_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WalBuilder::new(true, 1024, 7, 9);
+        w.frame(1, 1, 0);
+        let seed = w.sum;
+        let next = w.frame(2, 2, 0);
+        let (p, f) = w.write(dir.path(), "c.db-wal");
+        assert!(frame_continues(&f, &p, next, 1024, true, (7, 9), Some(seed)).unwrap());
+        // Another seed: a stale frame of an earlier chain, not a continuation.
+        assert!(
+            !frame_continues(&f, &p, next, 1024, true, (7, 9), Some((seed.0, seed.1 ^ 1))).unwrap()
+        );
+        // The other checksum byte order gives another sum.
+        assert!(!frame_continues(&f, &p, next, 1024, false, (7, 9), Some(seed)).unwrap());
+        // Without a seed only the salts count.
+        assert!(frame_continues(&f, &p, next, 1024, true, (7, 9), None).unwrap());
+        assert!(!frame_continues(&f, &p, next, 1024, true, (8, 9), None).unwrap());
+        // No frame there.
+        assert!(!frame_continues(&f, &p, next + 1048, 1024, true, (7, 9), None).unwrap());
+        assert!(frame_continues(&f, &p, next, 3000, true, (7, 9), None).is_err());
     }
 }

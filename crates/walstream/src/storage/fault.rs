@@ -443,6 +443,10 @@ impl ReplicaStore for FaultStore {
     ) -> Result<super::LeaseVersion, StorageError> {
         self.inner.write_lease(data, expected).await
     }
+
+    async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
+        self.inner.remove_stale_uploads().await
+    }
 }
 
 /// Shorthand: `Arc`-wrapped for use as a [`DynStore`] while keeping the counters reachable.

@@ -25,8 +25,7 @@ const READ_CHUNK: usize = 256 * 1024;
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
 
-/// Makes temp file names unique within the process, so concurrent writes of one name don't
-/// share a temp file.
+/// Makes lease temp file names unique within the process.
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A directory replica.
@@ -135,8 +134,8 @@ fn write_atomic(src: &Path, dst: &Path, created_at: SystemTime) -> Result<u64, S
         .ok_or_else(|| io_err(dst, std::io::Error::other("no parent directory")))?;
     let name = dst.file_name().and_then(|n| n.to_str()).unwrap_or("ltx");
     create_dirs(dir)?;
-    let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}-{seq}.tmp", std::process::id()));
+    let tmp = dir.join(super::upload_temp::temp_name(name));
+    let _in_flight = super::upload_temp::InFlight::new(in_flight_key(&tmp));
     let result = (|| {
         let mut input = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
         let mut out = OpenOptions::new()
@@ -165,6 +164,51 @@ fn write_atomic(src: &Path, dst: &Path, created_at: SystemTime) -> Result<u64, S
     let size = result?;
     fsync_dir(dir)?;
     Ok(size)
+}
+
+fn in_flight_key(tmp: &Path) -> String {
+    format!("{BACKEND}:{}", tmp.display())
+}
+
+/// Removes upload temp files ([`super::upload_temp::is_temp_name`]) from the level directories
+/// under `root`, except those this process is writing; returns how many went.
+fn remove_stale_uploads(store: &FileStore) -> Result<usize, StorageError> {
+    let mut removed = 0;
+    for level in 0..=super::SNAPSHOT_LEVEL {
+        let dir = store.level_dir(level);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(&dir, e))?;
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(super::upload_temp::is_temp_name) {
+                continue;
+            }
+            let path = entry.path();
+            if super::upload_temp::is_in_flight(&in_flight_key(&path)) {
+                continue;
+            }
+            // Not a directory or a link's target: only a plain file of that name goes.
+            match entry.file_type() {
+                Ok(t) if t.is_file() => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path, e)),
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a stale upload temp file");
+                    removed += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path, e)),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Opens `path` at `offset`; a missing file is [`StorageError::NotFound`].
@@ -205,7 +249,7 @@ fn read_chunk(f: &mut std::fs::File, path: &Path) -> Result<Option<Bytes>, Stora
 
 /// A version of the lease file: its length and FNV-1a hash (the contents name owner, generation
 /// and expiry, so equal contents are the same lease).
-fn lease_version(data: &[u8]) -> super::LeaseVersion {
+pub(super) fn lease_version(data: &[u8]) -> super::LeaseVersion {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in data {
         h ^= u64::from(b);
@@ -385,6 +429,11 @@ impl ReplicaStore for FileStore {
         true
     }
 
+    async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
+        let store = self.clone();
+        blocking(&self.root, move || remove_stale_uploads(&store)).await
+    }
+
     async fn read_lease(&self) -> Result<Option<super::LeaseObject>, StorageError> {
         let path = self.root.join(super::LEASE_KEY);
         let p = path.clone();
@@ -410,6 +459,7 @@ impl ReplicaStore for FileStore {
 mod tests {
     use super::*;
     use crate::storage::contract;
+    use crate::storage::upload_temp;
     use crate::storage::DynStore;
     use std::sync::Arc;
 
@@ -473,6 +523,68 @@ mod tests {
         let files = fs.ltx_files(0).await.unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!((files[0].min_txid, files[0].size), (TxId(1), 1));
+    }
+
+    /// Temp files a killed upload left go, in every level; LTX files, Litestream's temp files,
+    /// strangers, directories and an upload in flight stay.
+    #[tokio::test]
+    async fn file_store_removes_stale_upload_temp_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FileStore::new(dir.path());
+        let mut src = contract::Sources::new();
+        let t = SystemTime::now();
+        for (level, min) in [(0u8, 1u64), (0, 2), (9, 1)] {
+            fs.write_ltx_file(level, TxId(min), TxId(min), &src.file(b"ltx"), t)
+                .await
+                .unwrap();
+        }
+        let ltx0 = "0000000000000003-0000000000000003.ltx";
+        let stale = [
+            format!("ltx/0/.{ltx0}.4242-7.tmp"),
+            format!("ltx/0/{}", upload_temp::temp_name(ltx0)),
+            "ltx/3/.0000000000000001-0000000000000009.ltx.1-1.tmp".to_string(),
+            "ltx/9/.0000000000000001-0000000000000001.ltx.99-0.tmp".to_string(),
+        ];
+        let kept = [
+            format!("ltx/0/{ltx0}.tmp"),
+            "ltx/0/README".to_string(),
+            "ltx/0/.lease.1-1.tmp".to_string(),
+            "ltx/x/.0000000000000001-0000000000000001.ltx.1-1.tmp".to_string(),
+            ".walstream/.0000000000000001-0000000000000001.ltx.1-1.tmp".to_string(),
+        ];
+        for p in stale.iter().chain(&kept) {
+            let p = dir.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"partial").unwrap();
+        }
+        let as_dir = dir
+            .path()
+            .join("ltx/1/.0000000000000001-0000000000000001.ltx.1-1.tmp");
+        std::fs::create_dir_all(&as_dir).unwrap();
+        let live = dir
+            .path()
+            .join(format!("ltx/0/{}", upload_temp::temp_name(ltx0)));
+        std::fs::write(&live, b"uploading").unwrap();
+        let in_flight = upload_temp::InFlight::new(in_flight_key(&live));
+
+        assert_eq!(fs.remove_stale_uploads().await.unwrap(), stale.len());
+        for p in &stale {
+            assert!(!dir.path().join(p).exists(), "{p} left");
+        }
+        for p in &kept {
+            assert!(dir.path().join(p).exists(), "{p} removed");
+        }
+        assert!(as_dir.is_dir() && live.exists());
+        assert_eq!(fs.ltx_files(0).await.unwrap().len(), 2);
+        assert_eq!(fs.ltx_files(9).await.unwrap().len(), 1);
+        // Nothing left to do; once the upload is over, its file is fair game.
+        assert_eq!(fs.remove_stale_uploads().await.unwrap(), 0);
+        drop(in_flight);
+        assert_eq!(fs.remove_stale_uploads().await.unwrap(), 1);
+        assert!(!live.exists());
+        // A store that was never written to has nothing to remove.
+        let empty = FileStore::new(dir.path().join("none"));
+        assert_eq!(empty.remove_stale_uploads().await.unwrap(), 0);
     }
 
     #[tokio::test]

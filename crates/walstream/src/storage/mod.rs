@@ -24,6 +24,7 @@ pub mod gcs;
 pub mod retry;
 pub mod s3;
 pub mod sftp;
+pub(crate) mod upload_temp;
 
 /// The snapshot level.
 pub const SNAPSHOT_LEVEL: u8 = 9;
@@ -208,6 +209,13 @@ pub trait ReplicaStore: Send + Sync + std::fmt::Debug {
     ) -> Result<LeaseVersion, StorageError> {
         let _ = (data, expected);
         Err(no_lease_support(self.kind(), &self.describe()))
+    }
+    /// Removes the upload temp files that a killed upload left in the level directories (only
+    /// the store's own temp-name pattern, never an LTX file, never an upload this process has
+    /// in flight); returns how many went. Stores whose uploads are atomic without temp files
+    /// keep the default, which does nothing. Called at start, after the lease is taken.
+    async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
+        Ok(0)
     }
 }
 

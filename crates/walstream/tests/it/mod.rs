@@ -20,3 +20,4 @@ mod restore_golden;
 mod s3;
 mod security;
 mod sftp;
+mod stale_uploads;

@@ -330,3 +330,146 @@ fn sftp_bad_input_fails_clearly_without_secrets() {
         &["hunter2secret"],
     );
 }
+
+/// Sets a file's mtime on the server's disk (the test directory is local).
+fn set_mtime(path: &Path, t: SystemTime) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(t).unwrap();
+}
+
+/// The lease's lock file: a stale one (a process killed while holding it) is broken and the
+/// write goes through; a fresh one held by someone else makes the write wait and then fail as
+/// transient, leaving the lease as it was; the lock never outlives a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_lease_lock_stale_is_broken_fresh_is_waited_for() {
+    let s = sshd();
+    let path = unique("lease-lock");
+    let store = s.store(&path);
+    let v1 = store
+        .write_lease(bytes::Bytes::from_static(b"owner-a 1"), None)
+        .await
+        .unwrap();
+    let lock = s.dir.join(&path).join(".walstream/lease.lock");
+    assert!(!lock.exists(), "lock left after a write");
+
+    // A holder killed mid-write, two minutes ago.
+    std::fs::write(&lock, b"12345-0-dead").unwrap();
+    set_mtime(&lock, SystemTime::now() - Duration::from_secs(120));
+    let v2 = store
+        .write_lease(bytes::Bytes::from_static(b"owner-a 2"), Some(&v1))
+        .await
+        .unwrap();
+    assert!(!lock.exists(), "stale lock not removed");
+    let got = store.read_lease().await.unwrap().unwrap();
+    assert_eq!((&got.data[..], &got.version), (&b"owner-a 2"[..], &v2));
+    let leftovers: Vec<_> = std::fs::read_dir(lock.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lease")
+        .collect();
+    assert!(leftovers.is_empty(), "left in .walstream: {leftovers:?}");
+
+    // A live holder: the write waits its bound and gives up, retryably, changing nothing.
+    std::fs::write(&lock, b"12345-1-alive").unwrap();
+    let started = std::time::Instant::now();
+    let err = store
+        .write_lease(bytes::Bytes::from_static(b"owner-b 1"), Some(&v2))
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_retryable() && !err.is_conflict() && err.to_string().contains("lease lock"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        std::fs::read(&lock).unwrap(),
+        b"12345-1-alive",
+        "lock of another taken"
+    );
+    let got = store.read_lease().await.unwrap().unwrap();
+    assert_eq!(&got.data[..], b"owner-a 2");
+    // Released: the write goes through.
+    std::fs::remove_file(&lock).unwrap();
+    store
+        .write_lease(bytes::Bytes::from_static(b"owner-b 1"), Some(&v2))
+        .await
+        .unwrap();
+}
+
+/// Writers racing over separate sessions: of many creates exactly one wins, and of many
+/// replaces at the same version exactly one wins; the others get `Conflict`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_lease_racing_writers_one_wins() {
+    let s = sshd();
+    let path = unique("lease-race");
+    let stores: Vec<DynStore> = (0..6).map(|_| s.store(&path)).collect();
+    let creates = futures::future::join_all(stores.iter().enumerate().map(|(i, st)| async move {
+        st.write_lease(bytes::Bytes::from(format!("owner-{i} 1")), None)
+            .await
+    }))
+    .await;
+    let won: Vec<usize> = (0..creates.len()).filter(|&i| creates[i].is_ok()).collect();
+    assert_eq!(won.len(), 1, "creates: {creates:?}");
+    assert!(
+        creates
+            .iter()
+            .all(|r| r.as_ref().is_ok() || r.as_ref().is_err_and(|e| e.is_conflict())),
+        "{creates:?}"
+    );
+    let v = creates[won[0]].as_ref().unwrap().clone();
+    let replaces = futures::future::join_all(stores.iter().enumerate().map(|(i, st)| {
+        let v = v.clone();
+        async move {
+            st.write_lease(bytes::Bytes::from(format!("owner-{i} 2")), Some(&v))
+                .await
+        }
+    }))
+    .await;
+    let won: Vec<usize> = (0..replaces.len())
+        .filter(|&i| replaces[i].is_ok())
+        .collect();
+    assert_eq!(won.len(), 1, "replaces: {replaces:?}");
+    let got = stores[0].read_lease().await.unwrap().unwrap();
+    assert_eq!(got.data, format!("owner-{} 2", won[0]).as_bytes());
+}
+
+/// Upload temp files a killed upload left on the server go; LTX files and strangers stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_removes_stale_upload_temp_files() {
+    let s = sshd();
+    let path = unique("stale-uploads");
+    let store = s.store(&path);
+    let mut src = contract::Sources::new();
+    store
+        .write_ltx_file(0, TxId(1), TxId(1), &src.file(b"one"), SystemTime::now())
+        .await
+        .unwrap();
+    let root = s.dir.join(&path);
+    let stale = [
+        "ltx/0/.0000000000000002-0000000000000002.ltx.777-3.tmp",
+        "ltx/9/.0000000000000001-0000000000000002.ltx.1-0.tmp",
+    ];
+    let kept = [
+        "ltx/0/0000000000000002-0000000000000002.ltx.tmp",
+        "ltx/0/notes.tmp",
+        "ltx/0/0000000000000001-0000000000000001.ltx",
+    ];
+    for p in stale.iter().chain(&kept[..2]) {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"partial").unwrap();
+    }
+    assert_eq!(store.remove_stale_uploads().await.unwrap(), 2);
+    for p in stale {
+        assert!(!root.join(p).exists(), "{p} left");
+    }
+    for p in kept {
+        assert!(root.join(p).exists(), "{p} removed");
+    }
+    assert!(contract::read_all(&*store, 0, 1, 1, 0).await == b"one");
+    assert_eq!(store.remove_stale_uploads().await.unwrap(), 0);
+}

@@ -36,6 +36,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
 
+mod lease;
 mod rest;
 
 const BACKEND: &str = "abs";
@@ -761,6 +762,22 @@ impl ReplicaStore for AzureStore {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    fn supports_lease(&self) -> bool {
+        true
+    }
+
+    async fn read_lease(&self) -> Result<Option<super::LeaseObject>, StorageError> {
+        self.lease_read().await
+    }
+
+    async fn write_lease(
+        &self,
+        data: bytes::Bytes,
+        expected: Option<&super::LeaseVersion>,
+    ) -> Result<super::LeaseVersion, StorageError> {
+        self.lease_write(data, expected).await
     }
 }
 

@@ -1,5 +1,6 @@
 //! The few calls of the GCS JSON API a replica needs, over reqwest: list with metadata, media
-//! download by range, multipart and resumable upload with metadata, delete.
+//! download by range, multipart and resumable upload with metadata, delete, and the
+//! generation-conditional read and write of the lease.
 //!
 //! object_store's GCS client speaks the XML API, which no GCS emulator serves; the JSON API is
 //! what Google's own clients use and what `fake-gcs-server` (the test server) implements.
@@ -61,6 +62,13 @@ fn de_u64_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error
         N::U(u) => Ok(u),
         N::S(s) => s.parse().map_err(serde::de::Error::custom),
     }
+}
+
+/// An object resource's generation (a decimal string in the JSON API).
+#[derive(Debug, Deserialize)]
+struct Generation {
+    #[serde(deserialize_with = "de_u64_string")]
+    generation: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,11 +214,89 @@ impl Api {
         data: Vec<u8>,
         bearer: &Bearer,
     ) -> Result<(), ApiFailure> {
+        self.multipart(name, metadata, data, None, bearer)
+            .await
+            .map(drop)
+    }
+
+    /// Uploads `data` as `name` only if the object's generation is `generation` (0: only if
+    /// there is no such object); returns the new generation. A failed condition is a 412.
+    pub async fn upload_if_generation(
+        &self,
+        name: &str,
+        data: Vec<u8>,
+        generation: u64,
+        bearer: &Bearer,
+    ) -> Result<u64, ApiFailure> {
+        let metadata = serde_json::json!({});
+        let resp = self
+            .multipart(name, &metadata, data, Some(generation), bearer)
+            .await?;
+        let o: Generation = resp.json().await.map_err(ApiFailure::Transport)?;
+        Ok(o.generation)
+    }
+
+    /// The object's current generation, or `None` when there is no such object.
+    pub async fn generation(&self, name: &str, bearer: &Bearer) -> Result<Option<u64>, ApiFailure> {
+        let url = format!("{}?fields=generation", self.object_url(name));
+        let resp = with_auth(self.http.get(url), bearer)
+            .send()
+            .await
+            .map_err(ApiFailure::Transport)?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let o: Generation = check(resp)
+            .await?
+            .json()
+            .await
+            .map_err(ApiFailure::Transport)?;
+        Ok(Some(o.generation))
+    }
+
+    /// The bytes of generation `generation` of the object, or `None` when the object is gone
+    /// or at another generation now (404 or 412).
+    pub async fn download_generation(
+        &self,
+        name: &str,
+        generation: u64,
+        bearer: &Bearer,
+    ) -> Result<Option<Bytes>, ApiFailure> {
         let url = format!(
+            "{}?alt=media&ifGenerationMatch={generation}",
+            self.object_url(name)
+        );
+        let resp = with_auth(self.http.get(url), bearer)
+            .send()
+            .await
+            .map_err(ApiFailure::Transport)?;
+        if matches!(resp.status().as_u16(), 404 | 412) {
+            return Ok(None);
+        }
+        check(resp)
+            .await?
+            .bytes()
+            .await
+            .map(Some)
+            .map_err(ApiFailure::Transport)
+    }
+
+    async fn multipart(
+        &self,
+        name: &str,
+        metadata: &serde_json::Value,
+        data: Vec<u8>,
+        if_generation_match: Option<u64>,
+        bearer: &Bearer,
+    ) -> Result<reqwest::Response, ApiFailure> {
+        let mut url = format!(
             "{}/upload/storage/v1/b/{}/o?uploadType=multipart",
             self.base,
             enc(&self.bucket)
         );
+        if let Some(g) = if_generation_match {
+            url.push_str(&format!("&ifGenerationMatch={g}"));
+        }
         let boundary = boundary_for(&data);
         let mut body = Vec::with_capacity(data.len() + 512);
         body.extend_from_slice(
@@ -234,7 +320,7 @@ impl Api {
             .send()
             .await
             .map_err(ApiFailure::Transport)?;
-        check(resp).await.map(drop)
+        check(resp).await
     }
 
     /// Starts a resumable upload of `len` bytes; returns the session URL.

@@ -24,6 +24,7 @@ use super::azure::{clean_prefix, parse_rfc3339, rfc3339_nanos};
 use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
 
 mod api;
+mod lease;
 
 use api::{Api, ApiFailure, Bearer};
 
@@ -497,6 +498,22 @@ impl ReplicaStore for GcsStore {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    fn supports_lease(&self) -> bool {
+        true
+    }
+
+    async fn read_lease(&self) -> Result<Option<super::LeaseObject>, StorageError> {
+        self.lease_read().await
+    }
+
+    async fn write_lease(
+        &self,
+        data: bytes::Bytes,
+        expected: Option<&super::LeaseVersion>,
+    ) -> Result<super::LeaseVersion, StorageError> {
+        self.lease_write(data, expected).await
     }
 }
 

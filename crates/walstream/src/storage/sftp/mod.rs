@@ -15,12 +15,17 @@
 //! are read by libssh2 (OpenSSH and PEM formats, no passphrase). As walstream extensions, a URL
 //! may carry `?key-path=…&host-key=…`, since `restore` takes a URL.
 //!
+//! The two-writer lease has no conditional write to stand on in SFTP v3: it is a
+//! compare-and-swap under an `O_EXCL` lock file, with stale-lock recovery by age; see [`lease`]
+//! for the scheme and its limits. Upload temp files a kill left behind are removed by
+//! [`ReplicaStore::remove_stale_uploads`].
+//!
 //! One SSH session per store, used from tokio's blocking threads; a call that finds the
 //! session broken reconnects once before it gives up.
 use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +39,7 @@ use super::azure::clean_prefix;
 use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
 
 mod conn;
+mod lease;
 
 use conn::{Conn, ConnectError, HostKey};
 
@@ -44,7 +50,7 @@ const IO_CHUNK: usize = 256 * 1024;
 const FILE_MODE: i32 = 0o644;
 const DIR_MODE: i32 = 0o755;
 
-/// Makes temp file names unique within the process.
+/// Makes lease nonces unique within the process.
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Where and how to log in, resolved from a replica config.
@@ -479,13 +485,13 @@ impl Inner {
         if !dir.is_empty() {
             self.ensure_dir(sftp, dir)?;
         }
-        let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp_name = format!(".{name}.{}-{seq}.tmp", std::process::id());
+        let tmp_name = super::upload_temp::temp_name(name);
         let tmp = if dir.is_empty() {
             tmp_name
         } else {
             format!("{dir}/{tmp_name}")
         };
+        let _in_flight = super::upload_temp::InFlight::new(self.in_flight_key(&tmp));
         let result = self
             .write_tmp(sftp, &tmp, src, created_at)
             .and_then(|size| {
@@ -745,6 +751,57 @@ impl ReplicaStore for SftpStore {
             .collect();
         blocking(&self.inner, move |inner| {
             inner.run(|inner, sftp| inner.delete(sftp, &paths))
+        })
+        .await
+    }
+
+    /// Under a lock file: see [`lease`] for the scheme and its limits.
+    fn supports_lease(&self) -> bool {
+        true
+    }
+
+    async fn read_lease(&self) -> Result<Option<super::LeaseObject>, StorageError> {
+        blocking(&self.inner, |inner| {
+            inner.run(|inner, sftp| inner.lease_read(sftp))
+        })
+        .await
+    }
+
+    async fn write_lease(
+        &self,
+        data: Bytes,
+        expected: Option<&super::LeaseVersion>,
+    ) -> Result<super::LeaseVersion, StorageError> {
+        let expected = expected.cloned();
+        let nonce = lease::nonce();
+        let key = self
+            .inner
+            .location(&self.inner.settings.join(super::LEASE_KEY));
+        let outcome = blocking(&self.inner, move |inner| {
+            inner.run(|inner, sftp| inner.lease_write(sftp, &data, expected.as_ref(), &nonce))
+        })
+        .await?;
+        match outcome {
+            lease::WriteOutcome::Written(v) => Ok(v),
+            lease::WriteOutcome::Conflict(why) => Err(StorageError::Conflict {
+                backend: BACKEND,
+                key,
+                message: format!("conditional write refused: {why}"),
+            }),
+            lease::WriteOutcome::Busy => Err(StorageError::Transient {
+                backend: BACKEND,
+                key,
+                message: format!(
+                    "the lease lock was held by another writer for {:?}; try again",
+                    lease::LOCK_WAIT
+                ),
+            }),
+        }
+    }
+
+    async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
+        blocking(&self.inner, |inner| {
+            inner.run(|inner, sftp| inner.remove_stale_uploads(sftp))
         })
         .await
     }

@@ -1,0 +1,733 @@
+//! One database inside the [`super::Server`]: its WAL task (warm and cold), its uploader, its
+//! history task and its lease.
+//!
+//! # Warm and cold
+//! A database is *warm* while it is being written: the WAL task holds its SQLite connections
+//! (the guard read transaction), syncs on every WAL event, and probes SQLite's lock bytes so
+//! that an app's blocking checkpoint never waits for the guard: every `probe_fast` for a while
+//! after the database file was written (a checkpoint is copying pages), else every
+//! `probe_slow`. After `cold_after` without an event it goes *cold*: a last sync, then every
+//! connection and descriptor is closed, and the task sleeps until the watcher reports a write.
+//! A WAL restart while cold cannot be proven harmless, so the next file is then a full
+//! snapshot (docs/ARCHITECTURE.md, "Cold databases").
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ltx::TxId;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::watcher::Signal;
+use super::{DbSpec, ServerError, Shared};
+use crate::db::{Db, DbError};
+use crate::history::{self, HistoryLinks};
+use crate::lease::{self, LeaseError, LeaseTask};
+use crate::replica::{self, Replica, ReplicaError};
+use crate::storage::retry::{Backoff, RetryPolicy};
+use crate::storage::{DynStore, LtxFileInfo, StorageError, SNAPSHOT_LEVEL};
+
+/// What a database is doing, for `status` and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbStatus {
+    /// Database path.
+    pub path: PathBuf,
+    /// Newest local L0 TXID.
+    pub local_txid: Option<TxId>,
+    /// Newest TXID uploaded (L0).
+    pub remote_txid: Option<TxId>,
+    /// Whether it is warm (holds connections).
+    pub open: bool,
+    /// Whether the replica has been reached since start.
+    pub connected: bool,
+    /// The last error, until something succeeds.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    local: AtomicU64,
+    remote: AtomicU64,
+    open: AtomicBool,
+    connected: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+fn txid_opt(v: u64) -> Option<TxId> {
+    (v > 0).then_some(TxId(v))
+}
+
+impl State {
+    fn set_error(&self, e: Option<String>) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = e;
+        }
+    }
+}
+
+/// A running database.
+pub(crate) struct Handle {
+    path: PathBuf,
+    cancel: CancellationToken,
+    signal: Arc<Signal>,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl Handle {
+    pub(crate) fn status(&self) -> DbStatus {
+        let s = &self.state;
+        DbStatus {
+            path: self.path.clone(),
+            local_txid: txid_opt(s.local.load(Ordering::Relaxed)),
+            remote_txid: txid_opt(s.remote.load(Ordering::Relaxed)),
+            open: s.open.load(Ordering::Relaxed),
+            connected: s.connected.load(Ordering::Relaxed),
+            last_error: s.last_error.lock().ok().and_then(|g| g.clone()),
+        }
+    }
+
+    pub(crate) fn poke(&self) {
+        self.signal.poke();
+    }
+
+    pub(crate) fn begin_stop(&self) {
+        self.cancel.cancel();
+    }
+
+    pub(crate) async fn stop(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            error!(db = %self.path.display(), "database task failed: {e}");
+        }
+    }
+}
+
+/// Everything a database's tasks share.
+struct Ctx {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    db: Arc<Mutex<Db>>,
+    signal: Arc<Signal>,
+    state: Arc<State>,
+    cancel: CancellationToken,
+    /// Set by the history task: write an L9 snapshot at the next sync.
+    want_l9: AtomicBool,
+    /// Whether the watcher covers this database (else the WAL is polled).
+    watched: bool,
+}
+
+impl Ctx {
+    /// Runs `f` on the database in the worker pool. Keeps the server's open count right.
+    async fn with_db<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Db) -> T + Send + 'static,
+    ) -> Option<T> {
+        let ctx = self.clone();
+        self.shared
+            .pool
+            .run(move || {
+                let mut db = ctx.db.lock().unwrap_or_else(|e| e.into_inner());
+                let was = db.is_open();
+                let out = f(&mut db);
+                let now = db.is_open();
+                if was != now {
+                    if now {
+                        ctx.shared.open.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        ctx.shared.open.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                ctx.state.open.store(now, Ordering::Relaxed);
+                if let Some(t) = db.local_txid() {
+                    ctx.state.local.store(t.0, Ordering::Relaxed);
+                }
+                out
+            })
+            .await
+    }
+}
+
+pub(crate) fn start(shared: Arc<Shared>, spec: DbSpec) -> Handle {
+    let cancel = shared.cancel.child_token();
+    let signal = Arc::new(Signal::default());
+    let state = Arc::new(State::default());
+    let path = spec.path.clone();
+    let task = tokio::spawn(run(
+        shared,
+        spec,
+        signal.clone(),
+        state.clone(),
+        cancel.clone(),
+    ));
+    Handle {
+        path,
+        cancel,
+        signal,
+        state,
+        task,
+    }
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    spec: DbSpec,
+    signal: Arc<Signal>,
+    state: Arc<State>,
+    cancel: CancellationToken,
+) {
+    let path = spec.path.clone();
+    let watched = shared.watcher.add(&path, &signal);
+    let opts = spec.opts.clone();
+    let p = path.clone();
+    let db = match shared.pool.run(move || Db::new(&p, opts)).await {
+        Some(Ok(db)) => db,
+        Some(Err(source)) => {
+            error!(db = %path.display(), "cannot start: {source}");
+            shared.fatal(ServerError::Db {
+                db: path.clone(),
+                source: Box::new(source),
+            });
+            shared.watcher.remove(&path, &signal);
+            return;
+        }
+        None => {
+            shared.watcher.remove(&path, &signal);
+            return;
+        }
+    };
+    let fresh = db.local_txid().is_none();
+    let ctx = Arc::new(Ctx {
+        shared: shared.clone(),
+        path: path.clone(),
+        db: Arc::new(Mutex::new(db)),
+        signal: signal.clone(),
+        state,
+        cancel,
+        want_l9: AtomicBool::new(false),
+        watched,
+    });
+    let (wrote_tx, wrote_rx) = watch::channel(0u64);
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let wal = tokio::spawn(wal_task(ctx.clone(), wrote_tx, ready_rx));
+    upload_task(ctx.clone(), spec, fresh, wrote_rx, ready_tx, wal).await;
+    shared.watcher.remove(&path, &signal);
+}
+
+/// Why contacting the replica failed.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
+}
+
+impl ConnectError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            ConnectError::Lease(e) => e.is_retryable(),
+            ConnectError::History(crate::history::HistoryError::Storage { source, .. }) => {
+                source.is_retryable()
+            }
+            ConnectError::History(_) => true,
+        }
+    }
+}
+
+/// Takes the lease and lists the replica, retrying transient failures without end. Tells the
+/// WAL task to go ahead (locally) after the first failure.
+async fn connect(
+    ctx: &Arc<Ctx>,
+    spec: &DbSpec,
+    ready: &watch::Sender<bool>,
+) -> Result<Option<(DynStore, Option<LeaseTask>, Vec<LtxFileInfo>, bool)>, ConnectError> {
+    let meta_root = {
+        let db = ctx.db.lock().unwrap_or_else(|e| e.into_inner());
+        db.meta().root().to_path_buf()
+    };
+    let mut backoff = Backoff::new(RetryPolicy::upload());
+    let mut failed = false;
+    loop {
+        let attempt = async {
+            let _permit = ctx.shared.connect.acquire().await;
+            let (store, lease) =
+                lease::start(spec.store.clone(), &ctx.path, &meta_root, spec.lease).await?;
+            // Upload temp files a kill left on the replica (under the lease: nobody else
+            // uploads there now).
+            match store.remove_stale_uploads().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(db = %ctx.path.display(), files = n, "removed upload temp files a kill left on the replica")
+                }
+                Err(e) => {
+                    warn!(db = %ctx.path.display(), "removing stale upload temp files failed: {e}")
+                }
+            }
+            match history::list_all(&store).await {
+                Ok(listing) => Ok((store, lease, listing)),
+                Err(e) => {
+                    if let Some(l) = lease {
+                        l.finish().await;
+                    }
+                    Err(ConnectError::from(e))
+                }
+            }
+        };
+        let r = tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ok(None),
+            r = attempt => r,
+        };
+        match r {
+            Ok((store, lease, listing)) => {
+                if failed {
+                    info!(db = %ctx.path.display(), replica = %store.describe(), "replica reachable; uploading what was kept locally");
+                }
+                return Ok(Some((store, lease, listing, failed)));
+            }
+            Err(e) if e.is_retryable() => {
+                if !failed {
+                    warn!(db = %ctx.path.display(), "replica unreachable; replicating into the local meta directory and retrying: {e}");
+                }
+                ctx.state.set_error(Some(e.to_string()));
+                failed = true;
+                let _ = ready.send(true);
+                let d = backoff.next_delay().unwrap_or(Duration::from_secs(5));
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(d) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn max_level_txid(listing: &[LtxFileInfo], max_level: u8) -> Option<TxId> {
+    listing
+        .iter()
+        .filter(|f| f.level <= max_level)
+        .map(|f| f.max_txid)
+        .max()
+}
+
+async fn upload_task(
+    ctx: Arc<Ctx>,
+    spec: DbSpec,
+    fresh: bool,
+    mut wrote: watch::Receiver<u64>,
+    ready: watch::Sender<bool>,
+    wal: JoinHandle<()>,
+) {
+    let connected = match connect(&ctx, &spec, &ready).await {
+        Ok(c) => c,
+        Err(e) => {
+            error!(db = %ctx.path.display(), "{e}");
+            ctx.state.set_error(Some(e.to_string()));
+            let source = match e {
+                ConnectError::Lease(source) => ServerError::Lease {
+                    db: ctx.path.clone(),
+                    source,
+                },
+                ConnectError::History(h) => ServerError::Replica {
+                    db: ctx.path.clone(),
+                    source: ReplicaError::Storage {
+                        replica: spec.store.describe(),
+                        source: StorageError::Permanent {
+                            backend: "replica",
+                            key: String::new(),
+                            message: h.to_string(),
+                        },
+                    },
+                },
+            };
+            ctx.shared.fatal(source);
+            ctx.cancel.cancel();
+            let _ = ready.send(true);
+            let _ = wal.await;
+            return;
+        }
+    };
+    let Some((store, lease, listing, was_down)) = connected else {
+        // Cancelled before the replica answered: the WAL task keeps what it wrote locally.
+        let _ = ready.send(true);
+        let _ = wal.await;
+        return;
+    };
+    ctx.state.connected.store(true, Ordering::Relaxed);
+    ctx.state.set_error(None);
+    let remote = max_level_txid(&listing, SNAPSHOT_LEVEL);
+    let upload_from = max_level_txid(&listing, SNAPSHOT_LEVEL - 1);
+    let provisional = fresh && was_down;
+    let reconciled = ctx
+        .with_db(move |db| -> Result<(), DbError> {
+            if provisional {
+                // Files numbered before the replica's position was known cannot continue it.
+                if let Some(r) = remote {
+                    return db.rebase_onto_remote(r);
+                }
+                return Ok(());
+            }
+            let complete = replica::local_chain_complete(db.meta(), remote)?;
+            db.reconcile(remote, complete)
+        })
+        .await;
+    if let Some(Err(source)) = reconciled {
+        error!(db = %ctx.path.display(), "{source}");
+        ctx.shared.fatal(ServerError::Db {
+            db: ctx.path.clone(),
+            source: Box::new(source),
+        });
+        ctx.cancel.cancel();
+    }
+    let _ = ready.send(true);
+    ctx.signal.poke();
+
+    let meta = {
+        let db = ctx.db.lock().unwrap_or_else(|e| e.into_inner());
+        db.meta().clone()
+    };
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut rep = Replica::new(store.clone(), meta.clone(), upload_from)
+        .with_retry(RetryPolicy::upload())
+        .with_stop(stopping.clone(), ctx.shared.opts.shutdown_timeout);
+    // Local L0 files stay until L1 covers them: compaction reads them instead of downloading.
+    rep.set_prune_uploaded(false);
+    if let Some(t) = upload_from {
+        ctx.state.remote.store(t.0, Ordering::Relaxed);
+    }
+    let (up_tx, up_rx) = watch::channel(upload_from);
+    let hist_cancel = CancellationToken::new();
+    let ctx2 = ctx.clone();
+    let hist = tokio::spawn(history::run(
+        store.clone(),
+        meta,
+        spec.opts.history.clone(),
+        listing,
+        HistoryLinks {
+            uploaded: up_rx,
+            request_snapshot: Box::new(move || {
+                ctx2.want_l9.store(true, Ordering::SeqCst);
+                ctx2.signal.poke();
+            }),
+        },
+        hist_cancel.clone(),
+    ));
+    {
+        let cancel = ctx.cancel.clone();
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            stopping.store(true, Ordering::SeqCst);
+        });
+    }
+    let mut last_err: Option<String> = None;
+    let mut backoff = Backoff::new(RetryPolicy::upload());
+    loop {
+        let failed = match rep.sync().await {
+            Ok(_) => {
+                if last_err.take().is_some() {
+                    info!(db = %ctx.path.display(), "uploads going through again");
+                }
+                backoff.reset();
+                ctx.state.set_error(None);
+                false
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                let permanent =
+                    matches!(&e, ReplicaError::Storage { source, .. } if !source.is_retryable());
+                if last_err.as_deref() != Some(&msg) {
+                    if permanent {
+                        error!(db = %ctx.path.display(), "replica sync failed: {msg}");
+                    } else {
+                        warn!(db = %ctx.path.display(), "replica sync failed: {msg}");
+                    }
+                }
+                ctx.state.set_error(Some(msg.clone()));
+                last_err = Some(msg);
+                if permanent {
+                    ctx.shared.fatal(ServerError::Replica {
+                        db: ctx.path.clone(),
+                        source: e,
+                    });
+                    ctx.cancel.cancel();
+                    break;
+                }
+                true
+            }
+        };
+        if let Some(t) = rep.remote_txid() {
+            ctx.state.remote.store(t.0, Ordering::Relaxed);
+        }
+        up_tx.send_if_modified(|cur| {
+            let changed = *cur != rep.remote_txid();
+            *cur = rep.remote_txid();
+            changed
+        });
+        if ctx.cancel.is_cancelled() {
+            break;
+        }
+        // No timer unless retrying: an idle database's uploader sleeps until the WAL task writes.
+        let delay = failed.then(|| backoff.next_delay().unwrap_or(Duration::from_secs(5)));
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            r = wrote.changed() => { if r.is_err() { break; } }
+            _ = async {
+                match delay {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
+    // Shutdown: the WAL task's last sync first, then the last upload (bounded by the shutdown
+    // timeout through `stopping`).
+    let _ = wal.await;
+    if !ctx
+        .state
+        .last_error
+        .lock()
+        .is_ok_and(|e| e.as_deref().is_some_and(|m| m.contains("fenced")))
+    {
+        if let Err(e) = rep.sync().await {
+            warn!(db = %ctx.path.display(), "final upload failed: {e:#}");
+        }
+    }
+    if let Some(t) = rep.remote_txid() {
+        ctx.state.remote.store(t.0, Ordering::Relaxed);
+    }
+    hist_cancel.cancel();
+    let _ = hist.await;
+    if let Some(l) = lease {
+        l.finish().await;
+    }
+}
+
+/// The WAL side: sync on events, probe for app checkpoints while warm, go cold when quiet.
+async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Receiver<bool>) {
+    // Wait for the replica's position (or its first failure) before the first sync, so that a
+    // fresh meta directory numbers its files after the replica's.
+    while !*ready.borrow_and_update() {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            r = ready.changed() => { if r.is_err() { break; } }
+        }
+    }
+    let opts = ctx.shared.opts.clone();
+    let monitor = {
+        let db = ctx.db.lock().unwrap_or_else(|e| e.into_inner());
+        db.options().monitor_interval
+    };
+    let mut warm = false;
+    let mut need = true;
+    let mut last_event = Instant::now();
+    let mut last_sync = Instant::now();
+    let mut next_probe = Instant::now();
+    let mut fast_until = Instant::now();
+    let mut backoff_until: Option<Instant> = None;
+    let mut err_delay = Duration::from_millis(100);
+    let mut last_err: Option<String> = None;
+    let mut polled: Option<(u64, std::time::SystemTime)> = None;
+    let wal_path = {
+        let db = ctx.db.lock().unwrap_or_else(|e| e.into_inner());
+        db.wal_path().to_path_buf()
+    };
+    while !ctx.cancel.is_cancelled() {
+        let now = Instant::now();
+        let cold_after = if ctx.shared.open_count() > opts.max_open {
+            opts.cold_after.min(Duration::from_secs(1))
+        } else {
+            opts.cold_after
+        };
+        let mut deadline: Option<Instant> = None;
+        let mut at = |t: Instant| deadline = Some(deadline.map_or(t, |d: Instant| d.min(t)));
+        if let Some(b) = backoff_until {
+            at(b);
+        } else if need {
+            at(now);
+        }
+        if warm {
+            at(next_probe);
+            at(last_sync + monitor);
+            at(last_event + cold_after);
+        } else if !ctx.watched {
+            at(last_sync + monitor);
+        }
+        if deadline.is_none_or(|d| d > now) {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => break,
+                _ = ctx.signal.notified() => {}
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+        let ev = ctx.signal.take();
+        let now = Instant::now();
+        if ev.any() {
+            tracing::trace!(db = %ctx.path.display(), ?ev, "file event");
+            last_event = now;
+            need = true;
+            if ev.db {
+                fast_until = now + opts.probe_fast_for;
+                next_probe = now;
+            }
+        }
+        let l9 = ctx.want_l9.swap(false, Ordering::SeqCst);
+        if l9 {
+            need = true;
+        }
+        if !warm && !ctx.watched && !need && now >= last_sync + monitor {
+            // No watcher: a cheap look at the WAL's size and time instead of a sync.
+            last_sync = now;
+            let seen = std::fs::metadata(&wal_path)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)));
+            if seen != polled {
+                polled = seen;
+                need = true;
+                last_event = now;
+            }
+        }
+        if backoff_until.is_some_and(|b| now < b) {
+            if l9 {
+                ctx.want_l9.store(true, Ordering::SeqCst);
+            }
+            continue;
+        }
+        backoff_until = None;
+        let due = need || (warm && now >= last_sync + monitor);
+        if due {
+            need = false;
+            last_sync = now;
+            let r = ctx
+                .with_db(move |db| -> Result<bool, DbError> {
+                    if l9 {
+                        db.request_l9_snapshot();
+                    }
+                    let mut wrote_any = l9;
+                    for _ in 0..10_000 {
+                        match db.sync()? {
+                            Some(_) => wrote_any = true,
+                            None => break,
+                        }
+                    }
+                    db.maybe_checkpoint()?;
+                    db.yield_to_app_checkpoint()?;
+                    Ok(wrote_any)
+                })
+                .await;
+            match r {
+                Some(Ok(wrote_any)) => {
+                    if wrote_any {
+                        wrote.send_modify(|g| *g += 1);
+                    }
+                    if last_err.take().is_some() {
+                        info!(db = %ctx.path.display(), "syncing again");
+                    }
+                    err_delay = Duration::from_millis(100);
+                    if !warm {
+                        warm = true;
+                        last_event = now;
+                    }
+                    next_probe = now + opts.probe_slow;
+                }
+                Some(Err(e)) => {
+                    let missing = matches!(e, DbError::Missing(_));
+                    let msg = e.to_string();
+                    if last_err.as_deref() != Some(&msg) {
+                        warn!(db = %ctx.path.display(), "sync failed: {msg}");
+                    }
+                    last_err = Some(msg);
+                    if l9 {
+                        ctx.want_l9.store(true, Ordering::SeqCst);
+                    }
+                    if missing {
+                        // Wait for the watcher to see it again (or poll without one).
+                        warm = false;
+                    } else {
+                        need = true;
+                        backoff_until = Some(now + err_delay);
+                        err_delay = (err_delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+                None => break,
+            }
+        } else if warm && now >= next_probe {
+            let interval = if now < fast_until {
+                opts.probe_fast
+            } else {
+                opts.probe_slow
+            };
+            next_probe = now + interval;
+            let blocking = ctx
+                .db
+                .try_lock()
+                .map(|db| db.has_blocking_checkpointer())
+                .unwrap_or(false);
+            if blocking {
+                let r = ctx
+                    .with_db(|db| db.yield_to_app_checkpoint().map(|_| db.local_txid()))
+                    .await;
+                if let Some(Ok(_)) = r {
+                    wrote.send_modify(|g| *g += 1);
+                }
+                last_event = Instant::now();
+            }
+        }
+        let now = Instant::now();
+        if warm && now >= last_event + cold_after && !need {
+            debug!(db = %ctx.path.display(), "quiet; going cold");
+            let r = ctx
+                .with_db(|db| -> Result<(), DbError> { db.close_idle() })
+                .await;
+            match r {
+                Some(Ok(())) => {
+                    warm = false;
+                    wrote.send_modify(|g| *g += 1);
+                }
+                Some(Err(e)) => {
+                    warn!(db = %ctx.path.display(), "sync before going cold failed: {e}");
+                    need = true;
+                    backoff_until = Some(now + err_delay);
+                }
+                None => break,
+            }
+        }
+    }
+    // Shutdown: one last sync (a cold database synced when it went cold), then let go of it.
+    if !warm && !need && ctx.signal.take() == Default::default() {
+        return;
+    }
+    let r = ctx
+        .with_db(|db| {
+            let mut n = 0;
+            let r = (|| -> Result<(), DbError> {
+                for _ in 0..10_000 {
+                    match db.sync()? {
+                        Some(_) => n += 1,
+                        None => break,
+                    }
+                }
+                Ok(())
+            })();
+            db.shutdown();
+            r.map(|_| n)
+        })
+        .await;
+    match r {
+        Some(Ok(n)) if n > 0 => {
+            wrote.send_modify(|g| *g += 1);
+        }
+        Some(Err(DbError::Missing(_))) | Some(Ok(_)) | None => {}
+        Some(Err(e)) => warn!(db = %ctx.path.display(), "final sync failed: {e}"),
+    }
+}

@@ -1,0 +1,334 @@
+//! The replication server: the set of databases being replicated, which can change at run time.
+//!
+//! One [`Server`] holds every database. The pieces:
+//! - one file watcher ([`watcher::Watcher`], one inotify instance) for all databases;
+//! - a bounded pool of blocking workers ([`Pool`]) that does all WAL work (syncs, snapshots,
+//!   checkpoints), instead of a thread per database;
+//! - per database, a few tasks that sleep until there is work: the WAL task
+//!   ([`database`]), the uploader, the history task ([`crate::history::run`]) and the lease's
+//!   renewal task ([`crate::lease::Guard::run`]);
+//! - one cancellation token for shutdown, which reaches every task.
+//!
+//! An idle database costs nothing: its WAL task goes *cold* after
+//! [`ServerOptions::cold_after`] without a write (connections and descriptors closed, no
+//! timer), its history task has nothing owed, and its lease lapses.
+//!
+//! ```no_run
+//! # async fn example(store: walstream::storage::DynStore) -> Result<(), walstream::server::ServerError> {
+//! use walstream::server::{DbSpec, Server, ServerOptions};
+//! let server = Server::new(ServerOptions::default());
+//! server.add(DbSpec::new("/var/lib/app/app.db", store)).await?;
+//! // ... until a signal:
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+pub mod database;
+pub mod once;
+pub mod watcher;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::db::{DbError, DbOptions};
+use crate::lease::{LeaseError, LeaseOptions};
+use crate::replica::ReplicaError;
+use crate::storage::DynStore;
+
+pub use database::DbStatus;
+
+/// Server-wide settings.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Blocking workers for WAL work (default: twice the cores, at least 4).
+    pub workers: usize,
+    /// A database without a write for this long goes cold: it holds no connection, no
+    /// descriptor and no timer until its next write (default 10 s; `$WALSTREAM_COLD_AFTER`).
+    pub cold_after: Duration,
+    /// How long after a write to the database file (a checkpoint running) the lock bytes are
+    /// probed every [`ServerOptions::probe_fast`]; otherwise every `probe_slow` while warm.
+    pub probe_fast_for: Duration,
+    /// Fast probe interval (5 ms).
+    pub probe_fast: Duration,
+    /// Slow probe interval (50 ms).
+    pub probe_slow: Duration,
+    /// Stores contacted at once while databases start (bounds the burst at start-up).
+    pub connect_concurrency: usize,
+    /// Final uploads keep retrying this long at shutdown (`shutdown-sync-timeout`).
+    pub shutdown_timeout: Duration,
+    /// Databases kept open (warm) at most; past it, quiet databases go cold sooner. Derived from
+    /// RLIMIT_NOFILE by default (a warm database uses about 5 descriptors).
+    pub max_open: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let cold_after = std::env::var("WALSTREAM_COLD_AFTER")
+            .ok()
+            .and_then(|v| humantime::parse_duration(&v).ok())
+            .unwrap_or(Duration::from_secs(10));
+        let nofile = nofile_limit().unwrap_or(1024) as usize;
+        ServerOptions {
+            workers: (cores * 2).max(4),
+            cold_after,
+            probe_fast_for: Duration::from_secs(1),
+            probe_fast: Duration::from_millis(5),
+            probe_slow: Duration::from_millis(50),
+            connect_concurrency: 32,
+            shutdown_timeout: crate::replica::DEFAULT_SHUTDOWN_TIMEOUT,
+            max_open: (nofile.saturating_sub(256) / 6).max(16),
+        }
+    }
+}
+
+/// The soft RLIMIT_NOFILE.
+pub fn nofile_limit() -> Option<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+    (rc == 0).then_some(rl.rlim_cur)
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, as Go's runtime does at start. Returns the
+/// (soft) limit in force afterwards.
+pub fn raise_nofile_limit() -> Option<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return None;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                return Some(want.rlim_cur);
+            }
+        }
+    }
+    Some(rl.rlim_cur)
+}
+
+/// Errors of the server. Each names the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The database is already being replicated.
+    #[error("database {0} is already being replicated")]
+    Duplicate(PathBuf),
+    /// The database is not being replicated.
+    #[error("database {0} is not being replicated")]
+    Unknown(PathBuf),
+    /// The lease could not be taken (another owner, or a permanent store error).
+    #[error("database {db}: {source}")]
+    Lease {
+        /// The database.
+        db: PathBuf,
+        /// The cause.
+        source: LeaseError,
+    },
+    /// The replica failed permanently.
+    #[error("database {db}: {source}")]
+    Replica {
+        /// The database.
+        db: PathBuf,
+        /// The cause.
+        source: ReplicaError,
+    },
+    /// The database side failed permanently.
+    #[error("database {db}: {source}")]
+    Db {
+        /// The database.
+        db: PathBuf,
+        /// The cause.
+        source: Box<DbError>,
+    },
+}
+
+/// One database to replicate.
+#[derive(Debug, Clone)]
+pub struct DbSpec {
+    /// Database path.
+    pub path: PathBuf,
+    /// Its replica (not yet leased).
+    pub store: DynStore,
+    /// The lease (`None`: `lease: false`).
+    pub lease: Option<LeaseOptions>,
+    /// Per-database settings.
+    pub opts: DbOptions,
+}
+
+impl DbSpec {
+    /// `path` replicated to `store` with default settings and the default lease.
+    pub fn new(path: impl Into<PathBuf>, store: DynStore) -> DbSpec {
+        DbSpec {
+            path: path.into(),
+            store,
+            lease: Some(LeaseOptions::default()),
+            opts: DbOptions::default(),
+        }
+    }
+}
+
+/// The bounded pool of blocking workers that does all WAL work.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    sem: Arc<Semaphore>,
+}
+
+impl Pool {
+    /// A pool of `n` workers.
+    pub fn new(n: usize) -> Pool {
+        Pool {
+            sem: Arc::new(Semaphore::new(n.max(1))),
+        }
+    }
+
+    /// Runs `f` on a worker once one is free. `None` if the task panicked.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let _permit = self.sem.acquire().await.ok()?;
+        tokio::task::spawn_blocking(f).await.ok()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) opts: ServerOptions,
+    pub(crate) pool: Pool,
+    pub(crate) watcher: watcher::Watcher,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) connect: Semaphore,
+    /// Databases currently open (warm).
+    pub(crate) open: AtomicUsize,
+    fatal: tokio::sync::mpsc::UnboundedSender<ServerError>,
+}
+
+impl Shared {
+    pub(crate) fn fatal(&self, e: ServerError) {
+        let _ = self.fatal.send(e);
+    }
+    pub(crate) fn open_count(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// The running server.
+pub struct Server {
+    shared: Arc<Shared>,
+    dbs: Mutex<HashMap<PathBuf, database::Handle>>,
+    fatal_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<ServerError>>,
+}
+
+impl Server {
+    /// Starts an empty server on the current tokio runtime.
+    pub fn new(opts: ServerOptions) -> Server {
+        let cancel = CancellationToken::new();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            pool: Pool::new(opts.workers),
+            watcher: watcher::Watcher::start(cancel.child_token()),
+            connect: Semaphore::new(opts.connect_concurrency.max(1)),
+            open: AtomicUsize::new(0),
+            cancel,
+            opts,
+            fatal: tx,
+        });
+        Server {
+            shared,
+            dbs: Mutex::new(HashMap::new()),
+            fatal_rx: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// Starts replicating a database. Returns at once: the replica is contacted in the
+    /// background (retrying while it is unreachable), and the WAL is guarded meanwhile.
+    pub fn add(&self, spec: DbSpec) -> Result<(), ServerError> {
+        let path = std::path::absolute(&spec.path).unwrap_or_else(|_| spec.path.clone());
+        let mut dbs = self.lock_dbs();
+        if dbs.contains_key(&path) {
+            return Err(ServerError::Duplicate(path));
+        }
+        info!(db = %path.display(), replica = %spec.store.describe(), "replicating");
+        let handle = database::start(
+            self.shared.clone(),
+            DbSpec {
+                path: path.clone(),
+                ..spec
+            },
+        );
+        dbs.insert(path, handle);
+        Ok(())
+    }
+
+    fn lock_dbs(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, database::Handle>> {
+        // A panic while holding this lock leaves the map as it was: keep using it.
+        self.dbs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops replicating a database: a final sync and upload (bounded by the shutdown
+    /// timeout), then the lease is released. The replica is kept.
+    pub async fn remove(&self, path: &Path) -> Result<(), ServerError> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let handle = self.lock_dbs().remove(&path);
+        let Some(h) = handle else {
+            return Err(ServerError::Unknown(path));
+        };
+        h.stop().await;
+        Ok(())
+    }
+
+    /// The databases and their state.
+    pub fn status(&self) -> Vec<DbStatus> {
+        let mut v: Vec<DbStatus> = self.lock_dbs().values().map(|h| h.status()).collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    }
+
+    /// Databases open right now (warm).
+    pub fn open_databases(&self) -> usize {
+        self.shared.open_count()
+    }
+
+    /// Waits for a database to fail permanently (a configuration error, a lease held by
+    /// another process, a 403, a missing bucket): the caller decides whether to stop.
+    pub async fn next_fatal(&self) -> Option<ServerError> {
+        self.fatal_rx.lock().await.recv().await
+    }
+
+    /// Pokes every database as if its files had changed (after lost events).
+    pub fn rescan(&self) {
+        for h in self.lock_dbs().values() {
+            h.poke();
+        }
+    }
+
+    /// Stops every database (final syncs and uploads, leases released) and the watcher.
+    pub async fn shutdown(self) {
+        let handles: Vec<database::Handle> = self.lock_dbs().drain().map(|(_, h)| h).collect();
+        for h in &handles {
+            h.begin_stop();
+        }
+        futures::future::join_all(handles.into_iter().map(|h| h.stop())).await;
+        self.shared.cancel.cancel();
+    }
+}
