@@ -74,11 +74,9 @@ fn storage(store: &DynStore) -> impl FnOnce(StorageError) -> HistoryError + '_ {
 
 /// Lists every level of a store.
 pub async fn list_all(store: &DynStore) -> Result<Vec<LtxFileInfo>, HistoryError> {
-    let mut all = Vec::new();
-    for level in 0..=SNAPSHOT_LEVEL {
-        all.extend(store.ltx_files(level).await.map_err(storage(store))?);
-    }
-    Ok(all)
+    crate::storage::list_levels(store.as_ref(), crate::storage::ALL_LEVELS, None)
+        .await
+        .map_err(|e| storage(store)(e.source))
 }
 
 /// Compacts the not-yet-compacted contiguous files of level `level - 1` into one file at

@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod history;
 pub mod lease;
 pub mod meta;
+pub mod paths;
 pub mod replica;
 pub mod restore;
 pub mod retention;

@@ -51,20 +51,13 @@ async fn max_txid_of_levels(
     store: &DynStore,
     levels: std::ops::RangeInclusive<u8>,
 ) -> Result<Option<TxId>, ReplicaError> {
-    let mut max = None;
-    for level in levels {
-        let files = store
-            .ltx_files(level)
-            .await
-            .map_err(|source| ReplicaError::Storage {
-                replica: store.describe(),
-                source,
-            })?;
-        if let Some(f) = files.iter().map(|f| f.max_txid).max() {
-            max = max.max(Some(f));
-        }
-    }
-    Ok(max)
+    let files = crate::storage::list_levels(store.as_ref(), levels, None)
+        .await
+        .map_err(|e| ReplicaError::Storage {
+            replica: store.describe(),
+            source: e.source,
+        })?;
+    Ok(files.iter().map(|f| f.max_txid).max())
 }
 
 /// Whether every local L0 file from `after + 1` up to the newest exists, so that uploading them

@@ -390,23 +390,20 @@ pub fn describe_chain(chain: &[LtxFileInfo]) -> String {
         .join(", ")
 }
 
-/// Lists every level (0 to 9) of a replica.
+/// Lists every level (0 to 9) of a replica. Transient failures are retried a bounded number of
+/// times.
 pub async fn list(store: &dyn ReplicaStore) -> Result<Vec<LtxFileInfo>, RestoreError> {
-    let mut all = Vec::new();
-    for level in 0..=crate::storage::SNAPSHOT_LEVEL {
-        // Transient failures are retried a bounded number of times.
-        let key = format!("level {level}");
-        let files = RetryPolicy::restore()
-            .run(store.kind(), &key, |_| store.ltx_files(level))
-            .await
-            .map_err(|source| RestoreError::List {
-                replica: store.describe(),
-                level,
-                source,
-            })?;
-        all.extend(files);
-    }
-    Ok(all)
+    crate::storage::list_levels(
+        store,
+        crate::storage::ALL_LEVELS,
+        Some(&RetryPolicy::restore()),
+    )
+    .await
+    .map_err(|e| RestoreError::List {
+        replica: store.describe(),
+        level: e.level,
+        source: e.source,
+    })
 }
 
 /// Lists, plans and applies: restores `opts.target` from `store` into `opts.output`.

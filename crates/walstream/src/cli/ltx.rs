@@ -60,23 +60,24 @@ pub async fn run(args: LtxArgs) -> anyhow::Result<()> {
         Source::Database(db) => {
             let found =
                 super::restore::db_from_config(&db, args.config.as_deref(), args.no_expand_env)?;
-            storage::open_replica(&found.replica)
+            found
+                .replica
+                .open_store()
                 .with_context(|| format!("open the replica of {}", found.path.display()))?
         }
         source => {
             let url = source.replica_url(args.config.as_deref())?;
             storage::open_url(url)
-                .with_context(|| format!("open replica {}", storage::redact_url(url)))?
+                .with_context(|| format!("open replica {}", crate::paths::redact_url(url)))?
         }
     };
-    let mut files = Vec::new();
-    for level in levels {
-        let listed = store
-            .ltx_files(level)
-            .await
-            .with_context(|| format!("list level {level} of {}", store.describe()))?;
-        files.extend(listed);
-    }
+    let files = storage::list_levels(store.as_ref(), levels, None)
+        .await
+        .map_err(|e| {
+            let level = e.level;
+            anyhow::Error::new(e.source)
+                .context(format!("list level {level} of {}", store.describe()))
+        })?;
     print!("{}", render(&files, args.json)?);
     Ok(())
 }

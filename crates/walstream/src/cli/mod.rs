@@ -191,18 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Whether an argument is a replica URL (`scheme://...`), as Litestream decides.
-pub fn is_url(s: &str) -> bool {
-    match s.split_once("://") {
-        Some((scheme, _)) => {
-            !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        }
-        None => false,
-    }
-}
+pub use crate::paths::is_url;
 
 /// What a `DB_PATH|REPLICA_URL` argument names.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,6 @@ use crate::config::{Config, ReplicaConfig};
 use crate::db::DbOptions;
 use crate::server::once::OnceOptions;
 use crate::server::{self, DbSpec, Server, ServerOptions};
-use crate::storage;
 
 /// `replicate [-config FILE] [-exec CMD] [-once [-force-snapshot] [-enforce-retention]] [DB_PATH REPLICA_URL]`
 #[derive(Debug, Clone, clap::Args)]
@@ -170,7 +169,7 @@ fn embedded_default() -> anyhow::Result<Vec<Target>> {
 }
 
 fn spec(t: Target) -> anyhow::Result<DbSpec> {
-    let store = storage::open_replica(&t.replica)
+    let store = crate::config::open_replica(&t.replica)
         .with_context(|| format!("replica for {}", t.db.display()))?;
     Ok(DbSpec {
         path: t.db,

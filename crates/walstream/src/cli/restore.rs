@@ -198,8 +198,10 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
 fn open_store(replica: &ReplicaFrom) -> anyhow::Result<storage::DynStore> {
     Ok(match replica {
         ReplicaFrom::Url(url) => storage::open_url(url)
-            .with_context(|| format!("open replica {}", storage::redact_url(url)))?,
-        ReplicaFrom::Config(db) => storage::open_replica(&db.replica)
+            .with_context(|| format!("open replica {}", crate::paths::redact_url(url)))?,
+        ReplicaFrom::Config(db) => db
+            .replica
+            .open_store()
             .with_context(|| format!("open the replica of {}", db.path.display()))?,
     })
 }

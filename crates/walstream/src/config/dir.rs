@@ -4,7 +4,8 @@
 //! directory, as Litestream derives them.
 use std::path::{Component, Path, PathBuf};
 
-use super::{expand_path, replica::split_url, DbConfig, ReplicaConfig};
+use super::{expand_path, DbConfig, ReplicaConfig};
+use crate::paths::split_url;
 
 /// Checks a `filepath.Match` pattern.
 pub(super) fn check_pattern(pattern: &str) -> Result<(), String> {
@@ -248,24 +249,7 @@ fn with_rel(r: &ReplicaConfig, rel: &str) -> ReplicaConfig {
 
 /// `path.Join` for slash paths.
 fn clean_join(base: &str, rel: &str) -> String {
-    let joined = format!("{base}/{rel}");
-    let absolute = joined.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in joined.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    let body = parts.join("/");
-    if absolute {
-        format!("/{body}")
-    } else {
-        body
-    }
+    crate::paths::clean_path(&format!("{base}/{rel}"))
 }
 
 fn url_join(url: &str, rel: &str) -> String {

@@ -30,6 +30,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::db::DbOptions;
 
+mod backends;
 mod dir;
 pub mod env;
 pub mod locate;
@@ -37,6 +38,7 @@ mod replica;
 mod validate;
 pub mod values;
 
+pub use self::backends::open_replica;
 pub use self::locate::{KeyPath, Pos};
 pub use self::replica::{AgeConfig, ReplicaConfig, DEFAULT_SYNC_INTERVAL, SECRET_KEYS};
 pub use self::values::{fmt_duration, parse_duration, parse_size};
@@ -590,20 +592,7 @@ pub fn expand_path(p: &str) -> Result<PathBuf, String> {
         }
         _ => PathBuf::from(p),
     };
-    let abs = std::path::absolute(&expanded).map_err(|e| format!("{p}: {e}"))?;
-    let mut out = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                if out.parent().is_some() {
-                    out.pop();
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    Ok(out)
+    crate::paths::absolute_lexical(&expanded).map_err(|e| format!("{p}: {e}"))
 }
 
 #[cfg(test)]

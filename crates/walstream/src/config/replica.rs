@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::values::{self, opt_bool, opt_duration, opt_size};
+use crate::paths::{redact_url, split_url};
 
 /// A replica: every key Litestream 0.5.17 reads for any replica type. Top-level replica keys
 /// (everything but `type`, `name`, `path` and `url`) are defaults for every database's replica;
@@ -386,16 +387,6 @@ impl ReplicaConfig {
     }
 }
 
-/// `scheme://rest` when `url` starts with `\w+://` (Litestream's test for a URL).
-pub(crate) fn split_url(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let word = !scheme.is_empty()
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    word.then_some((scheme, rest))
-}
-
 /// The parts of a URL after `scheme://`.
 struct UrlParts {
     user: String,
@@ -429,31 +420,6 @@ fn url_parts(rest: &str) -> UrlParts {
         host: host.to_string(),
         path: path.to_string(),
     }
-}
-
-/// A URL with the password of its user info replaced by `REDACTED`, and its query dropped
-/// (queries can carry tokens).
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = split_url(url) else {
-        return url.to_string();
-    };
-    let (rest, had_query) = match rest.find(['?', '#']) {
-        Some(i) => (&rest[..i], true),
-        None => (rest, false),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:REDACTED@{host}"),
-            None => authority.to_string(),
-        },
-        None => authority.to_string(),
-    };
-    let query = if had_query { "?REDACTED" } else { "" };
-    format!("{scheme}://{authority}{path}{query}")
 }
 
 impl fmt::Debug for ReplicaConfig {
@@ -578,7 +544,7 @@ mod tests {
             assert!(!s.contains(secret), "{secret} in {s}");
         }
         assert!(s.contains("AKIDPUBLIC") && s.contains("REDACTED"), "{s}");
-        assert!(s.contains("sftp://u:REDACTED@h/p?REDACTED"), "{s}");
+        assert!(s.contains("url: \"sftp://h/p\""), "{s}");
     }
 
     #[test]

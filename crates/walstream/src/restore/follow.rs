@@ -17,7 +17,7 @@
 //! - **Stop.** When `shutdown` completes, between batches: a batch in progress is finished.
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use ltx::{Compactor, Decoder, TxId};
@@ -28,7 +28,10 @@ use super::{
     Target,
 };
 use crate::storage::retry::RetryPolicy;
-use crate::storage::{DynStore, LtxFileInfo, SNAPSHOT_LEVEL};
+use crate::storage::{DynStore, LtxFileInfo};
+
+use super::plan::{l0_settles, replica_mismatch, timestamp_at};
+pub use super::plan::{plan_follow, FollowPlan};
 
 pub mod copy;
 pub mod position;
@@ -142,140 +145,6 @@ impl FollowError {
             source,
         }
     }
-}
-
-/// What [`plan_follow`] decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FollowPlan {
-    /// Nothing after the position.
-    UpToDate,
-    /// Files to apply, in order; the first starts at or before position + 1, each next one
-    /// starts at or before the previous MaxTXID + 1 and reaches further. It may stop short of
-    /// the replica's newest TXID when there is a gap after it.
-    Apply(Vec<LtxFileInfo>),
-    /// Files exist past the position, but none continues from it.
-    Gap {
-        /// The position.
-        at: TxId,
-        /// The lowest MinTXID past the position.
-        next: TxId,
-    },
-    /// The listing ends before the position (or is empty).
-    Behind {
-        /// The newest TXID listed (0 if none).
-        newest: TxId,
-    },
-}
-
-/// Plans what to apply after `pos` from `files` (any levels, any order).
-///
-/// From the position on, each step takes the L0 file that reaches furthest among those starting
-/// at or before the next TXID; when L0 has none, the lowest of L1..L8 that has one (its
-/// furthest); when none of those either and `allow_full`, the full file (MinTXID 1, such as an
-/// L9 snapshot) that reaches furthest. Files that begin before the position are sound to lay
-/// over it: an LTX file holds the final image of every page changed in its range.
-pub fn plan_follow(files: &[LtxFileInfo], pos: TxId, allow_full: bool) -> FollowPlan {
-    let newest = files.iter().map(|f| f.max_txid).max().unwrap_or(TxId(0));
-    if newest < pos || files.is_empty() {
-        return FollowPlan::Behind { newest };
-    }
-    let usable = |f: &&LtxFileInfo| f.min_txid.0 >= 1 && f.min_txid <= f.max_txid;
-    let mut chain: Vec<LtxFileInfo> = Vec::new();
-    let mut current = pos;
-    loop {
-        let next = current.0.saturating_add(1);
-        let reaches = |f: &&LtxFileInfo| f.min_txid.0 <= next && f.max_txid > current;
-        let furthest = |level: u8| {
-            files
-                .iter()
-                .filter(usable)
-                .filter(|f| f.level == level)
-                .filter(reaches)
-                .max_by(|a, b| {
-                    a.max_txid
-                        .cmp(&b.max_txid)
-                        .then_with(|| b.min_txid.cmp(&a.min_txid))
-                })
-        };
-        let mut best = (0..SNAPSHOT_LEVEL).find_map(furthest);
-        if best.is_none() && allow_full {
-            best = files
-                .iter()
-                .filter(usable)
-                .filter(|f| f.min_txid == TxId(1))
-                .filter(reaches)
-                .max_by(|a, b| {
-                    a.max_txid
-                        .cmp(&b.max_txid)
-                        .then_with(|| a.level.cmp(&b.level))
-                });
-        }
-        let Some(best) = best else { break };
-        current = best.max_txid;
-        chain.push(best.clone());
-    }
-    if !chain.is_empty() {
-        return FollowPlan::Apply(chain);
-    }
-    match files
-        .iter()
-        .filter(|f| f.max_txid > pos)
-        .map(|f| f.min_txid)
-        .min()
-    {
-        Some(next) => FollowPlan::Gap { at: pos, next },
-        None => FollowPlan::UpToDate,
-    }
-}
-
-/// Whether a listing of L0 alone settles the next step: it continues right after `pos` with no
-/// hole up to its newest file, or it is at `pos`.
-fn l0_settles(l0: &[LtxFileInfo], pos: TxId, plan: &FollowPlan) -> bool {
-    let newest = l0.iter().map(|f| f.max_txid).max();
-    match (plan, newest) {
-        (_, None) => false,
-        (FollowPlan::UpToDate, Some(n)) => n >= pos,
-        (FollowPlan::Apply(chain), Some(n)) => chain.last().is_some_and(|l| l.max_txid == n),
-        _ => false,
-    }
-}
-
-/// Creation time in ms since the Unix epoch.
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// The timestamp of a file at levels 0..8 ending at `txid`, if the listing has one.
-fn timestamp_at(files: &[LtxFileInfo], txid: TxId) -> Option<u64> {
-    files
-        .iter()
-        .filter(|f| f.level < SNAPSHOT_LEVEL && f.max_txid == txid)
-        .map(|f| millis(f.created_at))
-        .next()
-}
-
-/// Why the recorded position cannot be trusted against this listing, if it cannot.
-fn replica_mismatch(
-    files: &[LtxFileInfo],
-    txid: TxId,
-    timestamp_ms: Option<u64>,
-) -> Option<String> {
-    let newest = files.iter().map(|f| f.max_txid).max().unwrap_or(TxId(0));
-    if newest < txid {
-        return Some(format!(
-            "replica went backwards: its newest TXID is {newest}, the copy is at {txid}"
-        ));
-    }
-    if let (Some(want), Some(got)) = (timestamp_ms, timestamp_at(files, txid)) {
-        if want != got {
-            return Some(format!(
-                "replica was replaced: its file ending at TXID {txid} was created at {got} ms, the copy's at {want} ms"
-            ));
-        }
-    }
-    None
 }
 
 /// Restores, then follows until `shutdown` completes.
@@ -781,145 +650,4 @@ fn install(
     };
     let copy = Copy::open(out)?;
     Ok((recorded, copy))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn f(level: u8, min: u64, max: u64) -> LtxFileInfo {
-        LtxFileInfo {
-            level,
-            min_txid: TxId(min),
-            max_txid: TxId(max),
-            size: 100,
-            created_at: UNIX_EPOCH + Duration::from_secs(1000 + max),
-        }
-    }
-
-    fn names(plan: &FollowPlan) -> Vec<(u8, u64, u64)> {
-        match plan {
-            FollowPlan::Apply(chain) => chain
-                .iter()
-                .map(|f| (f.level, f.min_txid.0, f.max_txid.0))
-                .collect(),
-            other => panic!("not Apply: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn plan_follow_takes_l0_after_position() {
-        let files: Vec<_> = (1..=6).map(|t| f(0, t, t)).collect();
-        let plan = plan_follow(&files, TxId(3), false);
-        assert_eq!(names(&plan), vec![(0, 4, 4), (0, 5, 5), (0, 6, 6)]);
-        assert!(l0_settles(&files, TxId(3), &plan));
-    }
-
-    #[test]
-    fn plan_follow_at_newest_is_up_to_date() {
-        let files: Vec<_> = (1..=6).map(|t| f(0, t, t)).collect();
-        let plan = plan_follow(&files, TxId(6), false);
-        assert_eq!(plan, FollowPlan::UpToDate);
-        assert!(l0_settles(&files, TxId(6), &plan));
-    }
-
-    #[test]
-    fn plan_follow_bridges_compacted_l0_from_higher_levels() {
-        // L0 4..8 were compacted into L1 4-8 (and L2 1-8) and retained away.
-        let files = vec![f(2, 1, 8), f(1, 4, 8), f(0, 9, 9), f(0, 10, 10), f(9, 1, 8)];
-        let l0: Vec<_> = files.iter().filter(|f| f.level == 0).cloned().collect();
-        let l0_plan = plan_follow(&l0, TxId(3), false);
-        assert_eq!(
-            l0_plan,
-            FollowPlan::Gap {
-                at: TxId(3),
-                next: TxId(9)
-            }
-        );
-        assert!(!l0_settles(&l0, TxId(3), &l0_plan));
-        let plan = plan_follow(&files, TxId(3), false);
-        assert_eq!(names(&plan), vec![(1, 4, 8), (0, 9, 9), (0, 10, 10)]);
-    }
-
-    #[test]
-    fn plan_follow_uses_straddling_file() {
-        // An L1 file that began before the position is sound to lay over it.
-        let files = vec![f(1, 2, 7), f(0, 8, 8)];
-        assert_eq!(
-            names(&plan_follow(&files, TxId(4), false)),
-            vec![(1, 2, 7), (0, 8, 8)]
-        );
-    }
-
-    #[test]
-    fn plan_follow_prefers_lower_level_when_it_continues() {
-        let files = vec![f(0, 5, 5), f(1, 5, 9), f(0, 6, 6)];
-        // L0 continues, so L1 is only used where L0 stops.
-        assert_eq!(
-            names(&plan_follow(&files, TxId(4), false)),
-            vec![(0, 5, 5), (0, 6, 6), (1, 5, 9)]
-        );
-    }
-
-    #[test]
-    fn plan_follow_snapshot_only_when_allowed() {
-        let files = vec![f(9, 1, 20), f(0, 21, 21)];
-        assert_eq!(
-            plan_follow(&files, TxId(10), false),
-            FollowPlan::Gap {
-                at: TxId(10),
-                next: TxId(1)
-            }
-        );
-        assert_eq!(
-            names(&plan_follow(&files, TxId(10), true)),
-            vec![(9, 1, 20), (0, 21, 21)]
-        );
-    }
-
-    #[test]
-    fn plan_follow_partial_chain_stops_at_gap() {
-        let files = vec![f(0, 4, 4), f(0, 5, 5), f(0, 7, 7)];
-        let plan = plan_follow(&files, TxId(3), false);
-        assert_eq!(names(&plan), vec![(0, 4, 4), (0, 5, 5)]);
-        assert!(!l0_settles(&files, TxId(3), &plan));
-    }
-
-    #[test]
-    fn plan_follow_replica_behind() {
-        let files: Vec<_> = (1..=3).map(|t| f(0, t, t)).collect();
-        assert_eq!(
-            plan_follow(&files, TxId(9), false),
-            FollowPlan::Behind { newest: TxId(3) }
-        );
-        assert_eq!(
-            plan_follow(&[], TxId(9), false),
-            FollowPlan::Behind { newest: TxId(0) }
-        );
-        assert!(!l0_settles(
-            &[],
-            TxId(9),
-            &FollowPlan::Behind { newest: TxId(0) }
-        ));
-    }
-
-    #[test]
-    fn replica_mismatch_detects_backwards_and_replaced() {
-        let files: Vec<_> = (1..=5).map(|t| f(0, t, t)).collect();
-        assert!(replica_mismatch(&files, TxId(9), None)
-            .unwrap()
-            .contains("went backwards"));
-        let ts = millis(files[2].created_at);
-        assert_eq!(replica_mismatch(&files, TxId(3), Some(ts)), None);
-        assert!(replica_mismatch(&files, TxId(3), Some(ts + 1))
-            .unwrap()
-            .contains("replaced"));
-        // No file ends at the TXID (compacted past it): nothing to compare.
-        let compacted = vec![f(1, 1, 5)];
-        assert_eq!(replica_mismatch(&compacted, TxId(3), Some(ts + 1)), None);
-        // Snapshots carry their own time and are not compared.
-        let snap = vec![f(9, 1, 3), f(0, 4, 4)];
-        assert_eq!(replica_mismatch(&snap, TxId(3), Some(1)), None);
-    }
 }

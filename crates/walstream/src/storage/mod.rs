@@ -12,6 +12,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use ltx::TxId;
 
+use crate::paths::{redact_url, split_url};
+
 pub mod azure;
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
@@ -228,6 +230,95 @@ fn no_lease_support(backend: &'static str, replica: &str) -> StorageError {
 /// A shared store handle.
 pub type DynStore = Arc<dyn ReplicaStore>;
 
+/// Every level of a replica, snapshot level included.
+pub const ALL_LEVELS: std::ops::RangeInclusive<u8> = 0..=SNAPSHOT_LEVEL;
+
+/// A failure to list one level (see [`list_levels`]).
+#[derive(Debug, thiserror::Error)]
+#[error("list level {level}: {source}")]
+pub struct ListLevelError {
+    /// The level that failed.
+    pub level: u8,
+    /// The store's error.
+    #[source]
+    pub source: StorageError,
+}
+
+/// The files of `levels` (in that order, each level sorted as [`ReplicaStore::ltx_files`] returns
+/// it), listed one level after the other; each listing retried under `retry` when given. The one
+/// loop over levels of a store: use [`ALL_LEVELS`] for the whole replica.
+pub async fn list_levels(
+    store: &dyn ReplicaStore,
+    levels: impl IntoIterator<Item = u8>,
+    retry: Option<&retry::RetryPolicy>,
+) -> Result<Vec<LtxFileInfo>, ListLevelError> {
+    let mut all = Vec::new();
+    for level in levels {
+        let listed = match retry {
+            Some(policy) => {
+                let key = format!("level {level}");
+                policy
+                    .run(store.kind(), &key, |_| store.ltx_files(level))
+                    .await
+            }
+            None => store.ltx_files(level).await,
+        };
+        all.extend(listed.map_err(|source| ListLevelError { level, source })?);
+    }
+    Ok(all)
+}
+
+/// A backend as the URL table knows it: the URL schemes it answers to, and how to open it from a
+/// URL alone. A replica config's keys are mapped to the backend's options by the config layer
+/// (`config::backends`), which has the matching table by `type`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backend {
+    /// Backend name, as [`ReplicaStore::kind`].
+    pub name: &'static str,
+    /// URL schemes (lower case).
+    pub schemes: &'static [&'static str],
+    /// Opens the store a URL of one of those schemes names.
+    pub open_url: fn(&str) -> Result<DynStore, StorageError>,
+}
+
+/// Every backend walstream can open, by URL scheme. Adding a backend: its module here, one line
+/// in this table and one in `config::backends`, and its test-server script.
+pub const BACKENDS: &[Backend] = &[
+    Backend {
+        name: "file",
+        schemes: &["file"],
+        open_url: open_file_url,
+    },
+    Backend {
+        name: "s3",
+        schemes: &["s3"],
+        open_url: s3::open_url,
+    },
+    Backend {
+        name: "gs",
+        schemes: &["gs"],
+        open_url: gcs::open_url,
+    },
+    Backend {
+        name: "abs",
+        schemes: &["abs"],
+        open_url: azure::open_url,
+    },
+    Backend {
+        name: "sftp",
+        schemes: &["sftp"],
+        open_url: sftp::open_url,
+    },
+];
+
+/// URL schemes Litestream knows and walstream does not open yet, with their backend names.
+const NOT_YET: &[(&str, &str)] = &[
+    ("webdav", "webdav"),
+    ("webdavs", "webdav"),
+    ("nats", "nats"),
+    ("oss", "oss"),
+];
+
 /// Parses a replica URL or plain path into a store. A plain path (or `file://`) is a file replica.
 /// Unknown schemes are an error naming the scheme.
 ///
@@ -238,7 +329,7 @@ pub type DynStore = Arc<dyn ReplicaStore>;
 /// `/var/backup`, and a host becomes the first path component, so `file://./backup` is
 /// `/backup` and `file://localhost/x` is `/localhost/x`. Percent escapes are not decoded.
 pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
-    let Some((scheme, rest)) = split_scheme(url) else {
+    let Some((scheme, _)) = split_url(url) else {
         if url.is_empty() {
             return Err(StorageError::Permanent {
                 backend: "file",
@@ -249,76 +340,38 @@ pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
         return Ok(Arc::new(file::FileStore::new(absolute_path(url)?)));
     };
     let scheme = scheme.to_ascii_lowercase();
-    let backend: &'static str = match scheme.as_str() {
-        "file" => {
-            let path = file_url_path(rest);
-            if path.is_empty() {
-                return Err(StorageError::Permanent {
-                    backend: "file",
-                    key: redact_url(url),
-                    message: "file replica path required".to_string(),
-                });
-            }
-            return Ok(Arc::new(file::FileStore::new(path)));
-        }
-        "s3" | "gs" | "abs" | "sftp" => {
-            let cfg = crate::config::ReplicaConfig {
-                url: Some(url.to_string()),
-                ..Default::default()
-            };
-            return open_replica(&cfg);
-        }
-        "webdav" | "webdavs" => "webdav",
-        "nats" => "nats",
-        "oss" => "oss",
-        _ => {
-            return Err(StorageError::Permanent {
-                backend: "url",
-                key: redact_url(url),
-                message: format!("unsupported replica URL scheme {scheme:?}"),
-            })
-        }
-    };
-    Err(StorageError::Permanent {
-        backend,
-        key: redact_url(url),
-        message: format!("replica URL scheme {scheme:?} is not supported yet"),
-    })
-}
-
-/// Builds the store for a replica config: the type comes from `type:` or the URL's scheme; a
-/// plain `path` (or a URL without a scheme) is a file replica.
-pub fn open_replica(cfg: &crate::config::ReplicaConfig) -> Result<DynStore, StorageError> {
-    let scheme = cfg
-        .url
-        .as_deref()
-        .and_then(split_scheme)
-        .map(|(s, _)| s.to_ascii_lowercase());
-    let kind = cfg
-        .kind
-        .clone()
-        .map(|k| k.to_ascii_lowercase())
-        .or(scheme.clone());
-    match kind.as_deref() {
-        Some("s3") => s3::open(cfg),
-        Some("gs") | Some("gcs") => gcs::open(cfg),
-        Some("abs") => azure::open(cfg),
-        Some("sftp") => sftp::open(cfg),
-        Some("file") | None => match (&cfg.url, &cfg.path) {
-            (Some(u), _) if scheme.as_deref() != Some("s3") => open_url(u),
-            (None, Some(p)) => open_url(p),
-            _ => Err(StorageError::Permanent {
-                backend: "file",
-                key: String::new(),
-                message: "replica needs a `url` or a `path`".to_string(),
-            }),
-        },
-        Some(other) => Err(StorageError::Permanent {
-            backend: "config",
-            key: String::new(),
-            message: format!("unknown replica type {other:?}"),
+    if let Some(b) = BACKENDS
+        .iter()
+        .find(|b| b.schemes.contains(&scheme.as_str()))
+    {
+        return (b.open_url)(url);
+    }
+    match NOT_YET.iter().find(|(s, _)| *s == scheme) {
+        Some((_, backend)) => Err(StorageError::Permanent {
+            backend,
+            key: redact_url(url),
+            message: format!("replica URL scheme {scheme:?} is not supported yet"),
+        }),
+        None => Err(StorageError::Permanent {
+            backend: "url",
+            key: redact_url(url),
+            message: format!("unsupported replica URL scheme {scheme:?}"),
         }),
     }
+}
+
+/// Opens a `file://` URL (see [`open_url`]).
+fn open_file_url(url: &str) -> Result<DynStore, StorageError> {
+    let rest = split_url(url).map_or(url, |(_, rest)| rest);
+    let path = file_url_path(rest);
+    if path.is_empty() {
+        return Err(StorageError::Permanent {
+            backend: "file",
+            key: redact_url(url),
+            message: "file replica path required".to_string(),
+        });
+    }
+    Ok(Arc::new(file::FileStore::new(path)))
 }
 
 /// `~` expanded from `$HOME`, then made absolute and cleaned lexically (`.` and `..` folded), as
@@ -338,36 +391,11 @@ fn absolute_path(p: &str) -> Result<PathBuf, StorageError> {
         }
         _ => PathBuf::from(p),
     };
-    let abs = std::path::absolute(&expanded).map_err(|e| StorageError::Io {
+    crate::paths::absolute_lexical(&expanded).map_err(|e| StorageError::Io {
         backend: "file",
         path: expanded,
         source: e,
-    })?;
-    let mut out = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                // At the root, `..` stays the root.
-                if out.parent().is_some() {
-                    out.pop();
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    Ok(out)
-}
-
-/// Splits `scheme://rest` when `url` starts with `\w+://`, the test Litestream uses to tell a
-/// URL from a path.
-fn split_scheme(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let word = !scheme.is_empty()
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    word.then_some((scheme, rest))
+    })
 }
 
 /// The path of a `file://` URL (`rest` follows `://`), as Litestream derives it.
@@ -381,33 +409,7 @@ fn file_url_path(rest: &str) -> String {
         return String::new();
     }
     // Go prints `//host/path` once the scheme is cleared, and path.Clean folds the slashes.
-    clean_abs(&format!("/{authority}{path}"))
-}
-
-/// Go's `path.Clean` for an absolute slash path.
-fn clean_abs(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-/// The URL without user info or query, which may hold credentials (also a password with an
-/// unencoded `/`: see `s3::url::host_and_path`).
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (host, path) = s3::host_and_path(rest);
-    format!("{scheme}://{host}{path}")
+    crate::paths::clean_path(&format!("/{authority}{path}"))
 }
 
 #[cfg(test)]

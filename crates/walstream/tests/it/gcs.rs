@@ -3,8 +3,8 @@
 //! Litestream's metadata key, the full replication cycle through the binary, and bad input.
 use std::time::{Duration, SystemTime};
 
-use walstream::config::ReplicaConfig;
-use walstream::storage::{contract, open_replica, DynStore, StorageError};
+use walstream::config::{open_replica, ReplicaConfig};
+use walstream::storage::{contract, DynStore, StorageError};
 use walstream::TxId;
 
 use super::backend_cycle::{self, env_or_fail, unique, Remote};

@@ -1,6 +1,7 @@
 //! Test modules. `util` holds the shared helpers.
 pub mod util;
 
+mod architecture;
 mod azure;
 mod backend_cycle;
 mod cli;

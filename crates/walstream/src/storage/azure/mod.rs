@@ -35,7 +35,6 @@ use object_store::{
 use tokio::io::AsyncReadExt;
 
 use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
-use crate::config::ReplicaConfig;
 
 mod lease;
 mod rest;
@@ -108,28 +107,23 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
 
 /// Litestream's cleaning of a path inside a bucket: `path.Clean`, without the leading `/`.
 pub(crate) fn clean_prefix(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    parts.join("/")
+    crate::paths::clean_path(p)
+        .trim_start_matches('/')
+        .to_string()
 }
 
 impl Settings {
-    fn from_config(cfg: &ReplicaConfig) -> Result<Settings, StorageError> {
+    fn from_config(cfg: &AzureOptions) -> Result<Settings, StorageError> {
         let mut account = non_empty(&cfg.account_name);
         let mut container = non_empty(&cfg.bucket);
         let mut prefix = non_empty(&cfg.path).map(|p| clean_prefix(&p));
         let mut endpoint = non_empty(&cfg.endpoint);
         if let Some(raw) = cfg.url.as_deref().filter(|u| !u.trim().is_empty()) {
             let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
-                config_error(super::redact_url(raw), format!("invalid replica URL: {e}"))
+                config_error(
+                    crate::paths::redact_url(raw),
+                    format!("invalid replica URL: {e}"),
+                )
             })?;
             let user = percent_encoding::percent_decode_str(url.username())
                 .decode_utf8_lossy()
@@ -206,9 +200,55 @@ impl Settings {
     }
 }
 
-/// Builds the store from a replica config (its `url` and/or explicit keys). Nothing is contacted
+/// The abs replica's own settings as configured: an `abs://[ACCOUNT@]container/path?endpoint=`
+/// URL and/or the keys (the URL's container and path win; the keys' account and endpoint win).
+/// `Debug` shows no secret.
+#[derive(Clone, Default, PartialEq)]
+pub struct AzureOptions {
+    /// `abs://[ACCOUNT@]container/path`.
+    pub url: Option<String>,
+    /// Storage account name.
+    pub account_name: Option<String>,
+    /// Container, when there is no URL.
+    pub bucket: Option<String>,
+    /// Path in the container, when there is no URL.
+    pub path: Option<String>,
+    /// Account endpoint (an emulator's, say).
+    pub endpoint: Option<String>,
+    /// Account key. Secret.
+    pub account_key: Option<String>,
+    /// SAS token. Secret.
+    pub sas_token: Option<String>,
+}
+
+impl std::fmt::Debug for AzureOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureOptions")
+            .field("url", &self.url.as_deref().map(crate::paths::redact_url))
+            .field("account_name", &self.account_name)
+            .field("bucket", &self.bucket)
+            .field("path", &self.path)
+            .field("endpoint", &self.endpoint)
+            .field(
+                "account_key",
+                &self.account_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("sas_token", &self.sas_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Opens a bare `abs://` URL.
+pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
+    open(&AzureOptions {
+        url: Some(url.to_string()),
+        ..Default::default()
+    })
+}
+
+/// Builds the store from its options (a `url` and/or explicit keys). Nothing is contacted
 /// until the first call.
-pub fn open(cfg: &ReplicaConfig) -> Result<DynStore, StorageError> {
+pub fn open(cfg: &AzureOptions) -> Result<DynStore, StorageError> {
     Ok(Arc::new(AzureStore::new(cfg)?))
 }
 
@@ -409,7 +449,7 @@ fn client_options(endpoint: &str) -> ClientOptions {
 
 impl AzureStore {
     /// A store for the container and path a replica config names.
-    pub fn new(cfg: &ReplicaConfig) -> Result<AzureStore, StorageError> {
+    pub fn new(cfg: &AzureOptions) -> Result<AzureStore, StorageError> {
         let settings = Settings::from_config(cfg)?;
         let endpoint = settings.endpoint();
         let account = settings.account().ok_or_else(|| {

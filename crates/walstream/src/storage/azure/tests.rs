@@ -2,8 +2,8 @@
 //! `tests/it/azure.rs`.
 use super::*;
 
-fn cfg(url: Option<&str>) -> ReplicaConfig {
-    ReplicaConfig {
+fn cfg(url: Option<&str>) -> AzureOptions {
+    AzureOptions {
         url: url.map(str::to_string),
         ..Default::default()
     }
@@ -26,8 +26,7 @@ fn azure_settings_from_url() {
 
 #[test]
 fn azure_settings_from_keys_and_endpoint_account() {
-    let c = ReplicaConfig {
-        kind: Some("abs".into()),
+    let c = AzureOptions {
         bucket: Some("cont".into()),
         path: Some("/db".into()),
         endpoint: Some("http://127.0.0.1:1/devstoreaccount1".into()),
@@ -50,8 +49,7 @@ fn azure_settings_from_keys_and_endpoint_account() {
 
 #[test]
 fn azure_settings_missing_container_or_account_is_clear() {
-    let err = Settings::from_config(&ReplicaConfig {
-        kind: Some("abs".into()),
+    let err = Settings::from_config(&AzureOptions {
         account_name: Some("a".into()),
         ..Default::default()
     })
@@ -63,7 +61,7 @@ fn azure_settings_missing_container_or_account_is_clear() {
 
 #[test]
 fn azure_bad_account_key_names_the_key_not_its_value() {
-    let c = ReplicaConfig {
+    let c = AzureOptions {
         url: Some("abs://acct@cont/db".into()),
         account_key: Some("not base64 at all!!".into()),
         ..Default::default()

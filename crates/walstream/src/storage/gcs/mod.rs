@@ -22,7 +22,6 @@ use tokio::io::AsyncReadExt;
 
 use super::azure::{clean_prefix, parse_rfc3339, rfc3339_nanos};
 use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
-use crate::config::ReplicaConfig;
 
 mod api;
 mod lease;
@@ -37,9 +36,32 @@ const DEFAULT_BASE: &str = "https://storage.googleapis.com";
 /// Files up to this size go up in one multipart request; larger ones resumably, in chunks.
 const SINGLE_UPLOAD_MAX: u64 = api::CHUNK_SIZE as u64;
 
-/// Builds the store from a replica config (its `url` and/or explicit keys). Nothing is contacted
+/// The gs replica's own settings as configured: a `gs://bucket/path` URL, or a bucket and a
+/// path (the URL's parts win). Credentials come from the environment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GcsOptions {
+    /// `gs://bucket/path`.
+    pub url: Option<String>,
+    /// Bucket, when there is no URL.
+    pub bucket: Option<String>,
+    /// Path in the bucket, when there is no URL.
+    pub path: Option<String>,
+    /// Endpoint for an authenticated client (a walstream extension); `$STORAGE_EMULATOR_HOST`
+    /// wins over it.
+    pub endpoint: Option<String>,
+}
+
+/// Opens a bare `gs://` URL.
+pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
+    open(&GcsOptions {
+        url: Some(url.to_string()),
+        ..Default::default()
+    })
+}
+
+/// Builds the store from its options (a `url` and/or explicit keys). Nothing is contacted
 /// until the first call.
-pub fn open(cfg: &ReplicaConfig) -> Result<DynStore, StorageError> {
+pub fn open(cfg: &GcsOptions) -> Result<DynStore, StorageError> {
     Ok(Arc::new(GcsStore::new(cfg)?))
 }
 
@@ -83,7 +105,7 @@ fn emulator_base() -> Option<String> {
     if host.is_empty() {
         return None;
     }
-    Some(if host.contains("://") {
+    Some(if crate::paths::is_url(host) {
         host.to_string()
     } else {
         format!("http://{host}")
@@ -91,7 +113,7 @@ fn emulator_base() -> Option<String> {
 }
 
 /// Bucket and path from the URL (`gs://bucket/path`), else from `bucket` and `path`.
-fn bucket_and_prefix(cfg: &ReplicaConfig) -> Result<(String, String), StorageError> {
+fn bucket_and_prefix(cfg: &GcsOptions) -> Result<(String, String), StorageError> {
     let non_empty = |v: &Option<String>| {
         v.as_deref()
             .map(str::trim)
@@ -102,7 +124,10 @@ fn bucket_and_prefix(cfg: &ReplicaConfig) -> Result<(String, String), StorageErr
     let mut prefix = non_empty(&cfg.path).map(|p| clean_prefix(&p));
     if let Some(raw) = cfg.url.as_deref().filter(|u| !u.trim().is_empty()) {
         let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
-            config_error(super::redact_url(raw), format!("invalid replica URL: {e}"))
+            config_error(
+                crate::paths::redact_url(raw),
+                format!("invalid replica URL: {e}"),
+            )
         })?;
         if let Some(host) = url.host_str().filter(|h| !h.is_empty()) {
             bucket = Some(host.to_string());
@@ -120,7 +145,7 @@ fn bucket_and_prefix(cfg: &ReplicaConfig) -> Result<(String, String), StorageErr
 
 impl GcsStore {
     /// A store for the bucket and path a replica config names.
-    pub fn new(cfg: &ReplicaConfig) -> Result<GcsStore, StorageError> {
+    pub fn new(cfg: &GcsOptions) -> Result<GcsStore, StorageError> {
         let (bucket, prefix) = bucket_and_prefix(cfg)?;
         let credentials_file = std::env::var("GOOGLE_APPLICATION_CREDENTIALS")
             .ok()

@@ -5,7 +5,7 @@ use tokio::io::AsyncReadExt;
 
 #[test]
 fn gcs_bucket_and_path_from_url_or_keys() {
-    let c = ReplicaConfig {
+    let c = GcsOptions {
         url: Some("gs://bkt/a//b/./db/".into()),
         ..Default::default()
     };
@@ -13,15 +13,13 @@ fn gcs_bucket_and_path_from_url_or_keys() {
         bucket_and_prefix(&c).unwrap(),
         ("bkt".into(), "a/b/db".into())
     );
-    let c = ReplicaConfig {
-        kind: Some("gs".into()),
+    let c = GcsOptions {
         bucket: Some("bkt".into()),
         path: Some("/db".into()),
         ..Default::default()
     };
     assert_eq!(bucket_and_prefix(&c).unwrap(), ("bkt".into(), "db".into()));
-    let c = ReplicaConfig {
-        kind: Some("gs".into()),
+    let c = GcsOptions {
         ..Default::default()
     };
     let err = bucket_and_prefix(&c).unwrap_err();

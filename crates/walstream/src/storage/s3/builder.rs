@@ -24,9 +24,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::{BackoffConfig, Certificate, ClientOptions, RetryConfig};
 
 use super::credential::{self, Credentials, Env};
-pub use super::url::redact_query;
 use super::url::{litestream_url_path, normalize_prefix, parse_bool, parse_url, with_scheme};
-use crate::config::ReplicaConfig;
 
 /// Litestream's (and the AWS SDK's) default part size: 5 MiB, also S3's minimum.
 pub const DEFAULT_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -36,6 +34,76 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub const DEFAULT_CONCURRENCY: usize = 5;
 /// Region for custom endpoints that name none, and Litestream's default.
 pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// The s3 replica's own settings as configured (the config layer fills them from a replica's
+/// keys; a bare URL fills `url` only). Resolved against the URL and the environment by
+/// [`settings`]. `Debug` shows no secret.
+#[derive(Clone, Default, PartialEq)]
+pub struct S3Options {
+    /// `s3://bucket/path?query` (its query may set endpoint, region and flags).
+    pub url: Option<String>,
+    /// Bucket, when there is no URL.
+    pub bucket: Option<String>,
+    /// Path in the bucket, when there is no URL.
+    pub path: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Endpoint of an S3-compatible store.
+    pub endpoint: Option<String>,
+    /// Path-style addressing.
+    pub force_path_style: Option<bool>,
+    /// Access key ID.
+    pub access_key_id: Option<String>,
+    /// Secret access key. Secret.
+    pub secret_access_key: Option<String>,
+    /// Sign the payload.
+    pub sign_payload: Option<bool>,
+    /// Skip TLS verification.
+    pub skip_verify: Option<bool>,
+    /// Storage class for new objects.
+    pub storage_class: Option<String>,
+    /// Multipart part size in bytes.
+    pub part_size: Option<u64>,
+    /// Parts uploaded at once.
+    pub concurrency: Option<u32>,
+    /// SSE-C algorithm (only `AES256`).
+    pub sse_customer_algorithm: Option<String>,
+    /// SSE-C key. Secret.
+    pub sse_customer_key: Option<String>,
+    /// SSE-C key file.
+    pub sse_customer_key_path: Option<String>,
+    /// SSE-KMS key ID.
+    pub sse_kms_key_id: Option<String>,
+}
+
+impl S3Options {
+    /// Options for a bare `s3://` URL.
+    pub fn from_url(url: &str) -> S3Options {
+        S3Options {
+            url: Some(url.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "REDACTED");
+        f.debug_struct("S3Options")
+            .field("url", &self.url.as_deref().map(crate::paths::redact_url))
+            .field("bucket", &self.bucket)
+            .field("path", &self.path)
+            .field("region", &self.region)
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(crate::paths::redact_url),
+            )
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &hidden(&self.secret_access_key))
+            .field("sse_customer_key", &hidden(&self.sse_customer_key))
+            .finish_non_exhaustive()
+    }
+}
 
 /// Everything the S3 store needs, resolved. `Debug` shows no secret.
 #[derive(Clone)]
@@ -112,7 +180,7 @@ impl Settings {
 }
 
 /// Resolves a replica config against the process environment.
-pub fn settings(cfg: &ReplicaConfig) -> Result<Settings, String> {
+pub fn settings(cfg: &S3Options) -> Result<Settings, String> {
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(std::path::PathBuf::from);
@@ -121,7 +189,7 @@ pub fn settings(cfg: &ReplicaConfig) -> Result<Settings, String> {
 }
 
 /// Resolves a replica config against `env`. Errors name the key at fault, never a secret.
-pub(crate) fn settings_with_env(cfg: &ReplicaConfig, env: &Env<'_>) -> Result<Settings, String> {
+pub(crate) fn settings_with_env(cfg: &S3Options, env: &Env<'_>) -> Result<Settings, String> {
     let url = cfg
         .url
         .as_deref()
@@ -221,12 +289,9 @@ pub(crate) fn settings_with_env(cfg: &ReplicaConfig, env: &Env<'_>) -> Result<Se
     query_bool(&["requireContentMD5", "require-content-md5"])?;
 
     let mut warnings = resolved.warnings.clone();
-    let part_size = match &cfg.part_size {
+    let part_size = match cfg.part_size {
         None => DEFAULT_PART_SIZE,
-        Some(v) => {
-            let n = cfg
-                .part_size_bytes()
-                .ok_or_else(|| format!("part-size: invalid size {v:?}"))?;
+        Some(n) => {
             if n < MIN_PART_SIZE {
                 warnings.push(format!(
                     "part-size {n} is below S3's minimum part size; using {MIN_PART_SIZE}"
@@ -335,7 +400,7 @@ fn without_userinfo(endpoint: &str) -> String {
     let Some((scheme, rest)) = endpoint.split_once("://") else {
         return endpoint.to_string();
     };
-    let (host, path) = super::url::host_and_path(rest);
+    let (host, path) = crate::paths::host_and_path(rest);
     format!("{scheme}://{host}{path}")
 }
 
@@ -418,7 +483,7 @@ pub fn build(s: &Settings, region: &str) -> Result<AmazonS3, String> {
 
 /// The SSE-C key as object_store wants it (base64 of 32 bytes), from `sse-customer-key` or
 /// `sse-customer-key-path`; the value may be the raw 32 bytes or their base64.
-fn sse_customer_key(cfg: &ReplicaConfig) -> Result<Option<String>, String> {
+fn sse_customer_key(cfg: &S3Options) -> Result<Option<String>, String> {
     if let Some(alg) = cfg
         .sse_customer_algorithm
         .as_deref()
@@ -499,7 +564,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn settings_of(cfg: ReplicaConfig, vars: &[(&str, &str)]) -> Result<Settings, String> {
+    fn settings_of(cfg: S3Options, vars: &[(&str, &str)]) -> Result<Settings, String> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -508,8 +573,8 @@ mod tests {
         settings_with_env(&cfg, &Env::new(&f, None))
     }
 
-    fn url(u: &str) -> ReplicaConfig {
-        ReplicaConfig {
+    fn url(u: &str) -> S3Options {
+        S3Options {
             url: Some(u.to_string()),
             ..Default::default()
         }
@@ -587,13 +652,12 @@ mod tests {
 
     #[test]
     fn s3_settings_from_config_keys() {
-        let c = ReplicaConfig {
-            kind: Some("s3".into()),
+        let c = S3Options {
             bucket: Some("bk".into()),
             path: Some("backups/app".into()),
             access_key_id: Some("AK".into()),
             secret_access_key: Some("hunter2".into()),
-            part_size: Some(serde_norway::Value::String("8MiB".into())),
+            part_size: Some(8 * 1024 * 1024),
             concurrency: Some(3),
             storage_class: Some("STANDARD_IA".into()),
             sign_payload: Some(false),
@@ -616,20 +680,14 @@ mod tests {
         assert!(!s.sign_payload);
         assert!(matches!(&s.credentials, Credentials::Static { key_id, .. } if key_id == "AK"));
         // Below S3's minimum: raised, with a warning.
-        let c = ReplicaConfig {
+        let c = S3Options {
             bucket: Some("bk".into()),
-            part_size: Some(serde_norway::Value::Number(1024.into())),
+            part_size: Some(1024),
             ..Default::default()
         };
         let s = settings_of(c, &[]).unwrap();
         assert_eq!(s.part_size, MIN_PART_SIZE);
         assert!(s.warnings[0].contains("part-size"), "{:?}", s.warnings);
-        let c = ReplicaConfig {
-            bucket: Some("bk".into()),
-            part_size: Some(serde_norway::Value::String("lots".into())),
-            ..Default::default()
-        };
-        assert!(settings_of(c, &[]).unwrap_err().contains("part-size"));
     }
 
     #[test]
@@ -637,7 +695,7 @@ mod tests {
         assert!(settings_of(url("s3:///path"), &[])
             .unwrap_err()
             .contains("bucket required"));
-        assert!(settings_of(ReplicaConfig::default(), &[])
+        assert!(settings_of(S3Options::default(), &[])
             .unwrap_err()
             .contains("bucket"));
         let e = settings_of(url("s3://b/p?skipVerify=maybe"), &[]).unwrap_err();
@@ -657,7 +715,7 @@ mod tests {
             assert_eq!(s.litestream_prefix.as_deref(), litestream, "{u}");
         }
         // A config path is used verbatim by Litestream.
-        let c = ReplicaConfig {
+        let c = S3Options {
             bucket: Some("b".into()),
             path: Some("/abs/path/".into()),
             ..Default::default()
@@ -669,7 +727,7 @@ mod tests {
 
     #[test]
     fn s3_sse_customer_key_forms() {
-        let mut c = ReplicaConfig {
+        let mut c = S3Options {
             bucket: Some("b".into()),
             sse_customer_algorithm: Some("AES256".into()),
             sse_customer_key: Some("0123456789abcdef0123456789abcdef".into()),

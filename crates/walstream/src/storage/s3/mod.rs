@@ -50,7 +50,6 @@ use tokio::io::AsyncReadExt;
 use tracing::{debug, warn, Instrument};
 
 use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
-use crate::config::ReplicaConfig;
 
 pub mod builder;
 pub(crate) mod credential;
@@ -58,9 +57,8 @@ mod error;
 #[cfg(test)]
 mod moto_tests;
 mod url;
-pub(crate) use url::host_and_path;
 
-pub use builder::Settings;
+pub use builder::{S3Options, Settings};
 
 const BACKEND: &str = "s3";
 /// Object metadata key holding the LTX timestamp, as Litestream names it.
@@ -68,15 +66,20 @@ pub const METADATA_TIMESTAMP: &str = "litestream-timestamp";
 /// HEAD requests in flight while listing.
 const HEAD_CONCURRENCY: usize = 32;
 
-/// Builds the store from a replica config (its `url` and/or explicit keys) and the environment.
+/// Opens a bare `s3://` URL.
+pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
+    open(&S3Options::from_url(url))
+}
+
+/// Builds the store from its options (a `url` and/or explicit keys) and the environment.
 /// Nothing is sent until the first call; a region to look up is looked up then.
-pub fn open(cfg: &ReplicaConfig) -> Result<DynStore, StorageError> {
+pub fn open(cfg: &S3Options) -> Result<DynStore, StorageError> {
     let settings = builder::settings(cfg).map_err(|message| StorageError::Permanent {
         backend: BACKEND,
         key: cfg
             .url
             .as_deref()
-            .map(builder::redact_query)
+            .map(crate::paths::redact_url)
             .or_else(|| cfg.bucket.clone().map(|b| format!("s3://{b}")))
             .unwrap_or_default(),
         message,
@@ -714,10 +717,7 @@ mod tests {
     #[test]
     fn s3_keys_follow_litestream_layout() {
         let mut s = builder::settings_with_env(
-            &ReplicaConfig {
-                url: Some("s3://b/app?endpoint=http://127.0.0.1:1".into()),
-                ..Default::default()
-            },
+            &S3Options::from_url("s3://b/app?endpoint=http://127.0.0.1:1"),
             &credential::Env::new(&|_| None, None),
         )
         .unwrap();

@@ -18,8 +18,8 @@ use object_store::{Attribute, GetOptions, ObjectStore, ObjectStoreExt, PutPayloa
 
 use super::builder::{self, DEFAULT_PART_SIZE};
 use super::credential::Env;
+use super::S3Options;
 use super::{S3Store, METADATA_TIMESTAMP};
-use crate::config::ReplicaConfig;
 use crate::storage::contract::{self, Sources};
 use crate::storage::{DynStore, LtxFileInfo, ReplicaStore, StorageError};
 
@@ -70,13 +70,13 @@ pub(crate) fn create_bucket(endpoint: &str, bucket: &str) {
 }
 
 /// A store for `url` with the given environment (not the process's).
-fn store_with(url: &str, vars: &[(&str, &str)], extra: impl FnOnce(&mut ReplicaConfig)) -> S3Store {
+fn store_with(url: &str, vars: &[(&str, &str)], extra: impl FnOnce(&mut S3Options)) -> S3Store {
     let vars: HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let f = move |k: &str| vars.get(k).cloned();
-    let mut cfg = ReplicaConfig {
+    let mut cfg = S3Options {
         url: Some(url.to_string()),
         ..Default::default()
     };

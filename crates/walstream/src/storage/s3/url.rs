@@ -1,6 +1,7 @@
 //! `s3://` URLs as Litestream 0.5.17 reads them: the host (`ParseHost`: bucket, and for known
 //! providers region and endpoint), the path (cleaned, leading `/` dropped) and the query.
 use super::builder::DEFAULT_REGION;
+use crate::paths::{host_and_path, redact_url as redact_query};
 
 /// A parsed `s3://host/path?query`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,27 +119,8 @@ pub(crate) fn parse_host(host: &str) -> HostInfo {
 
 /// Litestream's reading of a URL path: `strings.TrimPrefix(path.Clean(p), "/")`.
 pub(crate) fn litestream_url_path(p: &str) -> String {
-    let absolute = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !absolute {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let cleaned = parts.join("/");
-    if cleaned.is_empty() {
-        // Clean("") is "."; Clean("/") is "/", which TrimPrefix empties.
-        return if absolute { String::new() } else { ".".into() };
-    }
-    cleaned
+    let cleaned = crate::paths::go_clean(p);
+    cleaned.strip_prefix('/').unwrap_or(&cleaned).to_string()
 }
 
 /// Our key prefix: the path's non-empty segments (without `.` and `..`), joined by `/`.
@@ -193,41 +175,6 @@ pub(crate) fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A URL without its query (which may hold secrets) and user info.
-pub fn redact_query(url: &str) -> String {
-    let base = url.split(['?', '#']).next().unwrap_or("");
-    match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let (host, path) = host_and_path(rest);
-            format!("{scheme}://{host}{path}")
-        }
-        None => base.to_string(),
-    }
-}
-
-/// Splits what follows `scheme://` (without the query) into host and path, dropping user info.
-///
-/// User info ends at the last `@` of the authority. A password holding an unencoded `/` (AWS
-/// secret keys often do) ends the authority early: it then looks like `user:pass` with a port
-/// that is not a number, and its `@` comes in the path. In that case everything up to that `@`
-/// is user info, so that no part of the secret becomes the host, the path or an error message.
-pub(crate) fn host_and_path(rest: &str) -> (&str, &str) {
-    fn split(s: &str) -> (&str, &str) {
-        s.split_at(s.find('/').unwrap_or(s.len()))
-    }
-    let (authority, path) = split(rest);
-    if let Some((_, host)) = authority.rsplit_once('@') {
-        return (host, path);
-    }
-    let port_is_not_a_number = authority
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| !port.bytes().all(|b| b.is_ascii_digit()) || port.is_empty());
-    match path.find('@') {
-        Some(at) if port_is_not_a_number && !authority.starts_with('[') => split(&path[at + 1..]),
-        _ => (authority, path),
-    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,6 @@ use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, RenameFlags, Sftp};
 
 use super::azure::clean_prefix;
 use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
-use crate::config::ReplicaConfig;
 
 mod conn;
 mod lease;
@@ -95,16 +94,6 @@ fn non_empty(v: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A config `path`: cleaned, a leading `/` kept.
-fn clean_root(p: &str) -> String {
-    let cleaned = clean_prefix(p);
-    if p.starts_with('/') {
-        format!("/{cleaned}")
-    } else {
-        cleaned
-    }
-}
-
 /// `host`, `host:port` or `[v6]:port`.
 fn split_host_port(s: &str) -> Result<(String, u16), String> {
     let s = s.trim();
@@ -128,16 +117,19 @@ fn split_host_port(s: &str) -> Result<(String, u16), String> {
 }
 
 impl Settings {
-    pub(crate) fn from_config(cfg: &ReplicaConfig) -> Result<Settings, StorageError> {
+    pub(crate) fn from_config(cfg: &SftpOptions) -> Result<Settings, StorageError> {
         let mut host = non_empty(&cfg.host);
         let mut user = non_empty(&cfg.user);
         let mut password = non_empty(&cfg.password);
         let mut key_path = non_empty(&cfg.key_path);
         let mut host_key = non_empty(&cfg.host_key);
-        let mut root = non_empty(&cfg.path).map(|p| clean_root(&p));
+        let mut root = non_empty(&cfg.path).map(|p| crate::paths::clean_path(&p));
         if let Some(raw) = cfg.url.as_deref().filter(|u| !u.trim().is_empty()) {
             let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
-                config_error(super::redact_url(raw), format!("invalid replica URL: {e}"))
+                config_error(
+                    crate::paths::redact_url(raw),
+                    format!("invalid replica URL: {e}"),
+                )
             })?;
             let decode = |s: &str| {
                 percent_encoding::percent_decode_str(s)
@@ -205,9 +197,53 @@ impl Settings {
     }
 }
 
-/// Builds the store from a replica config (its `url` and/or explicit keys). Nothing is contacted
+/// The sftp replica's own settings as configured: an
+/// `sftp://user[:password]@host[:port]/path?key-path=&host-key=` URL and/or the keys (the URL's
+/// host and path win; the keys' user, password, key path and host key win). `Debug` shows no
+/// secret.
+#[derive(Clone, Default, PartialEq)]
+pub struct SftpOptions {
+    /// `sftp://user@host[:port]/path`.
+    pub url: Option<String>,
+    /// `host[:port]`.
+    pub host: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// Password. Secret.
+    pub password: Option<String>,
+    /// Private key file.
+    pub key_path: Option<String>,
+    /// Expected host key (authorized_keys format).
+    pub host_key: Option<String>,
+    /// Directory on the server (relative to the login directory unless it starts with `/`).
+    pub path: Option<String>,
+}
+
+impl std::fmt::Debug for SftpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpOptions")
+            .field("url", &self.url.as_deref().map(crate::paths::redact_url))
+            .field("host", &self.host)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("key_path", &self.key_path)
+            .field("host_key", &self.host_key)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Opens a bare `sftp://` URL.
+pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
+    open(&SftpOptions {
+        url: Some(url.to_string()),
+        ..Default::default()
+    })
+}
+
+/// Builds the store from its options (a `url` and/or explicit keys). Nothing is contacted
 /// until the first call.
-pub fn open(cfg: &ReplicaConfig) -> Result<DynStore, StorageError> {
+pub fn open(cfg: &SftpOptions) -> Result<DynStore, StorageError> {
     Ok(Arc::new(SftpStore::new(cfg)?))
 }
 
@@ -603,7 +639,7 @@ fn read_chunk(f: &mut ssh2::File) -> std::io::Result<Option<Bytes>> {
 
 impl SftpStore {
     /// A store for the server and path a replica config names.
-    pub fn new(cfg: &ReplicaConfig) -> Result<SftpStore, StorageError> {
+    pub fn new(cfg: &SftpOptions) -> Result<SftpStore, StorageError> {
         Ok(SftpStore {
             inner: Arc::new(Inner {
                 settings: Settings::from_config(cfg)?,

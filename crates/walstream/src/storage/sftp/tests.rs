@@ -1,8 +1,8 @@
 //! Config resolution; the store itself is tested against OpenSSH's sshd in `tests/it/sftp.rs`.
 use super::*;
 
-fn url(u: &str) -> ReplicaConfig {
-    ReplicaConfig {
+fn url(u: &str) -> SftpOptions {
+    SftpOptions {
         url: Some(u.into()),
         ..Default::default()
     }
@@ -27,8 +27,7 @@ fn sftp_settings_from_url_path_is_relative_as_in_litestream() {
 
 #[test]
 fn sftp_settings_from_keys_keep_absolute_paths() {
-    let c = ReplicaConfig {
-        kind: Some("sftp".into()),
+    let c = SftpOptions {
         host: Some("[::1]:2200".into()),
         user: Some("alice".into()),
         key_path: Some("/k".into()),
@@ -46,7 +45,7 @@ fn sftp_settings_from_keys_keep_absolute_paths() {
 
 #[test]
 fn sftp_settings_url_extensions_and_user_override() {
-    let c = ReplicaConfig {
+    let c = SftpOptions {
         url: Some(
             "sftp://bob@h/db?key-path=/tmp/k&host-key=ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIJmikhx9QDbuSHcbrdK%2BshhmjeGh6yaOY0dq5vwKPzVb"
                 .into(),
@@ -65,8 +64,7 @@ fn sftp_settings_url_extensions_and_user_override() {
 
 #[test]
 fn sftp_settings_missing_host_user_or_bad_key_are_clear() {
-    let err = Settings::from_config(&ReplicaConfig {
-        kind: Some("sftp".into()),
+    let err = Settings::from_config(&SftpOptions {
         user: Some("u".into()),
         ..Default::default()
     })
@@ -74,7 +72,7 @@ fn sftp_settings_missing_host_user_or_bad_key_are_clear() {
     assert!(err.to_string().contains("host required"), "{err}");
     let err = Settings::from_config(&url("sftp://host/db")).unwrap_err();
     assert!(err.to_string().contains("user required"), "{err}");
-    let err = Settings::from_config(&ReplicaConfig {
+    let err = Settings::from_config(&SftpOptions {
         url: Some("sftp://u@h/db".into()),
         host_key: Some("garbage".into()),
         ..Default::default()
