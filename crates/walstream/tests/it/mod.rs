@@ -9,6 +9,7 @@ mod corrupt_replica;
 mod crash;
 mod fault_proxy;
 mod faults;
+mod flaky_http;
 mod follow;
 mod gcs;
 mod interference;
