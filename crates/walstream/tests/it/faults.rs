@@ -722,7 +722,12 @@ async fn faults_s3_proxy_cut_downloads_resume_by_range() {
 // Issue 5, item 4b: an outage during live replication, between flaky periods.
 
 /// `walstream replicate -config` with `min-checkpoint-page-count` set, logging to `log`.
-pub(super) fn start_with_config(db: &Path, url: &str, min_checkpoint: u64, log: &Path) -> Replicator {
+pub(super) fn start_with_config(
+    db: &Path,
+    url: &str,
+    min_checkpoint: u64,
+    log: &Path,
+) -> Replicator {
     let cfg = log.with_extension("yml");
     std::fs::write(
         &cfg,

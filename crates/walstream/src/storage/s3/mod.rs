@@ -422,7 +422,9 @@ impl ReplicaStore for S3Store {
             futures::stream::iter(candidates)
                 .map(|(m, min, max)| async move {
                     let created_at = HEAD_RETRY
-                        .run(BACKEND, m.location.as_ref(), |_| self.created_at(client, &m))
+                        .run(BACKEND, m.location.as_ref(), |_| {
+                            self.created_at(client, &m)
+                        })
                         .await?;
                     Ok(created_at.map(|created_at| LtxFileInfo {
                         level,
