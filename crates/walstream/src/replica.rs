@@ -172,6 +172,17 @@ impl Replica {
             })
     }
 
+    /// Moves the upload position forward to what the store holds (levels 0 to 8), if that is
+    /// further.
+    async fn adopt_store_position(&mut self) -> Result<(), ReplicaError> {
+        let pos = remote_upload_position(&self.store).await?;
+        if pos > self.remote {
+            info!(replica = %self.store.describe(), from = ?self.remote.map(|t| t.to_string()), to = ?pos.map(|t| t.to_string()), "the store holds more than this replica uploaded; continuing from there");
+            self.remote = pos;
+        }
+        Ok(())
+    }
+
     /// Whether uploaded local L0 files are deleted right away (default) or left for compaction.
     pub fn set_prune_uploaded(&mut self, prune: bool) {
         self.prune_uploaded = prune;
@@ -258,6 +269,7 @@ impl Replica {
         let files = self.meta.list(0)?;
         let newest = files.last().map(|f| f.max_txid);
         n += self.upload_backlog_merged(&files).await?;
+        let mut asked_store = false;
         for f in &files {
             if Some(f.max_txid) <= self.remote {
                 continue;
@@ -265,13 +277,35 @@ impl Replica {
             // Upload strictly in TXID order. A directory listing may miss a file renamed into
             // place while it runs and still show a later one; uploading past the hole would
             // leave it forever. A jump is taken only onto a full snapshot that went up as L9.
-            if let Some(r) = self.remote {
-                if f.min_txid.0 != r.0 + 1 && !self.snapshot_txids.contains(&f.max_txid) {
-                    debug!(replica = %self.store.describe(), after = %r, next = %f.min_txid, "L0 listing has a hole; waiting for the next pass");
-                    break;
+            let onto_snapshot = self.snapshot_txids.contains(&f.max_txid);
+            let hole = |remote: Option<TxId>| {
+                remote.is_some_and(|r| f.min_txid.0 != r.0 + 1 && !onto_snapshot)
+            };
+            if hole(self.remote) && !asked_store {
+                // The missing file may be on the store already: an upload whose answer was
+                // lost (a reset, a garbled response) landed, compaction covered it with L1 and
+                // pruned it locally, all before the retry found the file gone. Once per pass.
+                asked_store = true;
+                self.adopt_store_position().await?;
+                if Some(f.max_txid) <= self.remote {
+                    continue;
                 }
             }
-            self.upload(f).await?;
+            if hole(self.remote) {
+                if let Some(r) = self.remote {
+                    debug!(replica = %self.store.describe(), after = %r, next = %f.min_txid, "L0 listing has a hole; waiting for the next pass");
+                }
+                break;
+            }
+            if let Err(e) = self.upload(f).await {
+                if f.path.exists() {
+                    return Err(e);
+                }
+                // Pruned while its upload was retried: the store covers it (see above).
+                debug!(replica = %self.store.describe(), txid = %f.max_txid, error = %e, "local L0 file gone during its upload; asking the store where it is");
+                self.adopt_store_position().await?;
+                break;
+            }
             crate::failpoint::hit("upload.before_position");
             debug!(replica = %self.store.describe(), txid = %f.max_txid, "L0 uploaded");
             self.remote = Some(f.max_txid);

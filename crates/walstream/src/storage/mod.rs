@@ -15,6 +15,8 @@ use ltx::TxId;
 use crate::paths::{redact_url, split_url};
 
 pub mod azure;
+#[cfg(test)]
+pub(crate) mod bad_http;
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
 #[cfg(any(test, feature = "testing"))]
@@ -131,6 +133,23 @@ impl StorageError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StorageError::Conflict { .. })
     }
+}
+
+/// Whether an HTTP client failure (object_store's [`HttpErrorKind`] and the root cause's text)
+/// is worth retrying. Every network or protocol failure is: a refused or reset connection, a
+/// timeout, a body cut short, an unexpected EOF, a response that does not parse ("invalid HTTP
+/// version parsed" from bytes left on a kept-alive connection). Only a TLS or certificate failure
+/// is not: that is the configuration (a wrong CA or an `https` endpoint that speaks plain HTTP).
+///
+/// [`HttpErrorKind`]: object_store::client::HttpErrorKind
+pub(crate) fn http_failure_is_transient(
+    kind: object_store::client::HttpErrorKind,
+    root_cause: &str,
+) -> bool {
+    use object_store::client::HttpErrorKind as K;
+    let lower = root_cause.to_ascii_lowercase();
+    let tls = lower.contains("certificate") || lower.contains("tls") || lower.contains("ssl");
+    !(tls && matches!(kind, K::Unknown | K::Connect))
 }
 
 /// Where the two-writer lease lives, relative to the replica's path: beside the level

@@ -1,14 +1,17 @@
 //! An HTTP/1.1 fault proxy for tests, in front of a real server (moto): it answers some requests
-//! with `503 SlowDown`, stalls some, and cuts some responses mid-body (or drops them after the
-//! request reached the server), at seeded rates or for the first N GETs of each object; faults
-//! switch on and off at run time. It records every request: method, path, `Range` header,
-//! status, the fault applied, and the body bytes it served.
+//! with `503 SlowDown` or with bytes that are not HTTP, stalls some, cuts some responses mid-body
+//! (or drops them after the request reached the server), resets some connections (RST), and
+//! leaves junk on the connection after some responses, at seeded rates or for the first N
+//! requests of each path; faults switch on and off at run time. It records every request:
+//! method, path, `Range` header, status, the faults applied, and the body bytes it served, and
+//! counts each fault kind ([`FaultProxy::count`]).
 //!
 //! It understands just enough HTTP/1.1: a request head, a body by `Content-Length` or chunked
 //! encoding, a response head and its body. Each connection carries one request (both sides are
 //! told `Connection: close`), so that responses can be relayed to the end of the stream and cut
-//! anywhere. It runs on its own thread and runtime, listens on 127.0.0.1 on a free port, and
-//! stops when dropped.
+//! anywhere; the one exception is [`Fault::Junk`], which keeps the connection open so that the
+//! client's next request on it reads the junk as its answer. It runs on its own thread and
+//! runtime, listens on 127.0.0.1 on a free port, and stops when dropped.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,7 +31,36 @@ pub enum Fault {
     Cut,
     /// Forwarded (the request took effect); the connection closed before any response.
     Drop,
+    /// Not forwarded; answered with bytes that are not HTTP (an invalid status line).
+    Garbage,
+    /// Forwarded; the connection was reset (RST, by `SO_LINGER` 0 and close) in the middle of
+    /// the response body, or before any response when there is no body to cut.
+    Reset,
+    /// Forwarded and answered in full, keeping the connection open; then junk bytes followed on
+    /// it, as the answer to the client's next request if it sent one within a second.
+    Junk,
+    /// A request that reused a connection after a [`Fault::Junk`] response: it read the junk
+    /// as its answer (it was not forwarded).
+    JunkHit,
 }
+
+impl Fault {
+    /// Every kind, for reports.
+    pub const ALL: [Fault; 8] = [
+        Fault::SlowDown,
+        Fault::Stall,
+        Fault::Cut,
+        Fault::Drop,
+        Fault::Garbage,
+        Fault::Reset,
+        Fault::Junk,
+        Fault::JunkHit,
+    ];
+}
+
+/// What the proxy sends for [`Fault::Garbage`] and [`Fault::Junk`]: not an HTTP status line
+/// (hyper reads it as "invalid HTTP version parsed").
+pub const JUNK: &[u8] = b"\x15\x03\x01junk from the fault proxy\r\n\r\n";
 
 /// What the proxy does, changeable at run time with [`FaultProxy::set_config`].
 #[derive(Debug, Clone)]
@@ -48,7 +80,23 @@ pub struct FaultConfig {
     /// The first N GETs of each path (with a body of at least 2 bytes) are cut.
     pub cut_first_gets: u32,
     /// Where a cut falls, as a fraction of the response body (at least one byte is served).
+    /// Resets mid-body fall there too.
     pub cut_fraction: f64,
+    /// Probability of a [`Fault::Garbage`] answer.
+    pub garbage: f64,
+    /// Probability of a [`Fault::Reset`].
+    pub reset: f64,
+    /// Probability of [`Fault::Junk`] after the response.
+    pub junk: f64,
+    /// The first N requests of each path (any method) get [`Fault::Garbage`].
+    pub garbage_first: u32,
+    /// The next N requests of each path get [`Fault::Reset`].
+    pub reset_first: u32,
+    /// The next N requests of each path get [`Fault::Junk`].
+    pub junk_first: u32,
+    /// Listing responses (a GET with a query string) are relayed with chunked transfer
+    /// encoding instead of `Content-Length`, so that cuts and resets also hit chunked bodies.
+    pub chunked_listings: bool,
     /// Seed of the fault draws.
     pub seed: u64,
 }
@@ -64,6 +112,13 @@ impl Default for FaultConfig {
             cut: 0.0,
             cut_first_gets: 0,
             cut_fraction: 0.5,
+            garbage: 0.0,
+            reset: 0.0,
+            junk: 0.0,
+            garbage_first: 0,
+            reset_first: 0,
+            junk_first: 0,
+            chunked_listings: false,
             seed: 1,
         }
     }
@@ -91,6 +146,8 @@ struct Shared {
     cfg: Mutex<(FaultConfig, u64)>,
     records: Mutex<Vec<Record>>,
     gets_per_path: Mutex<HashMap<String, u32>>,
+    /// Requests per path while faults were on, for the `*_first` faults.
+    requests_per_path: Mutex<HashMap<String, u32>>,
 }
 
 impl Shared {
@@ -125,6 +182,7 @@ impl FaultProxy {
             cfg: Mutex::new((FaultConfig::default(), 1)),
             records: Mutex::new(Vec::new()),
             gets_per_path: Mutex::new(HashMap::new()),
+            requests_per_path: Mutex::new(HashMap::new()),
         });
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let sh = shared.clone();
@@ -182,6 +240,40 @@ impl FaultProxy {
     pub fn records(&self) -> Vec<Record> {
         self.shared.records.lock().unwrap().clone()
     }
+
+    /// How many times `fault` was applied so far.
+    pub fn count(&self, fault: Fault) -> usize {
+        count_fault(&self.shared.records.lock().unwrap(), fault)
+    }
+
+    /// Every fault kind with its count, for messages.
+    pub fn counts(&self) -> String {
+        counts_of(&self.shared.records.lock().unwrap())
+    }
+
+    /// Forgets the records and the per-path counts (the configuration stays).
+    pub fn reset_records(&self) {
+        self.shared.records.lock().unwrap().clear();
+        self.shared.gets_per_path.lock().unwrap().clear();
+        self.shared.requests_per_path.lock().unwrap().clear();
+    }
+}
+
+/// How many of `records` had `fault` applied.
+pub fn count_fault(records: &[Record], fault: Fault) -> usize {
+    records
+        .iter()
+        .map(|r| r.faults.iter().filter(|f| **f == fault).count())
+        .sum()
+}
+
+/// `SlowDown=3 Stall=0 ...` over `records`.
+pub fn counts_of(records: &[Record]) -> String {
+    Fault::ALL
+        .iter()
+        .map(|f| format!("{f:?}={}", count_fault(records, *f)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Drop for FaultProxy {
@@ -220,16 +312,51 @@ impl Head {
 
     /// The head with `Connection: close` instead of any Connection header.
     fn encode_closing(&self) -> Vec<u8> {
-        let mut out = format!("{}\r\n", self.first);
+        self.encode(true, None)
+    }
+
+    /// The head for the client: `Connection: close` unless `keep_alive` (then HTTP/1.1, no
+    /// Connection header), and, with `framing`, the body's framing header in place of any.
+    fn encode(&self, close: bool, framing: Option<Framing>) -> Vec<u8> {
+        let first = if close {
+            self.first.clone()
+        } else {
+            match self.first.split_once(' ') {
+                Some((_, rest)) => format!("HTTP/1.1 {rest}"),
+                None => self.first.clone(),
+            }
+        };
+        let mut out = format!("{first}\r\n");
         for (k, v) in &self.headers {
             if k.eq_ignore_ascii_case("connection") || k.eq_ignore_ascii_case("keep-alive") {
                 continue;
             }
+            if framing.is_some()
+                && (k.eq_ignore_ascii_case("content-length")
+                    || k.eq_ignore_ascii_case("transfer-encoding"))
+            {
+                continue;
+            }
             out.push_str(&format!("{k}: {v}\r\n"));
         }
-        out.push_str("Connection: close\r\n\r\n");
+        match framing {
+            Some(Framing::Length(n)) => out.push_str(&format!("Content-Length: {n}\r\n")),
+            Some(Framing::Chunked) => out.push_str("Transfer-Encoding: chunked\r\n"),
+            None => {}
+        }
+        if close {
+            out.push_str("Connection: close\r\n");
+        }
+        out.push_str("\r\n");
         out.into_bytes()
     }
+}
+
+/// How a response body relayed to the client is delimited.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Length(u64),
+    Chunked,
 }
 
 async fn read_head<R: AsyncBufReadExt + Unpin>(r: &mut R) -> std::io::Result<Option<Head>> {
@@ -303,16 +430,60 @@ fn update(sh: &Shared, i: usize, f: impl FnOnce(&mut Record)) {
     }
 }
 
+/// A response body without its framing: chunked encoding decoded, else `Content-Length`
+/// bytes, else everything up to EOF (the upstream was told to close).
+async fn read_payload<R: AsyncBufReadExt + Unpin>(
+    r: &mut R,
+    head: &Head,
+) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    if head.chunked() {
+        loop {
+            let mut size_line = String::new();
+            r.read_line(&mut size_line).await?;
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| std::io::Error::other("bad chunk size"))?;
+            if size == 0 {
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l).await? == 0 || l == "\r\n" {
+                        return Ok(body);
+                    }
+                }
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            r.read_exact(&mut body[start..]).await?;
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf).await?;
+        }
+    }
+    match head.content_length() {
+        Some(n) => {
+            body.resize(n as usize, 0);
+            r.read_exact(&mut body).await?;
+        }
+        None => {
+            r.read_to_end(&mut body).await?;
+        }
+    }
+    Ok(body)
+}
+
 /// What to do with one request, decided when it arrives.
 #[derive(Default)]
 struct Decision {
     slowdown: bool,
+    garbage: bool,
+    reset: bool,
+    junk: bool,
     stall: Option<Duration>,
     cut: bool,
     fraction: f64,
+    chunked: bool,
 }
 
-fn decide(sh: &Shared, method: &str, path: &str) -> Decision {
+fn decide(sh: &Shared, method: &str, path: &str, listing: bool) -> Decision {
     let mut guard = sh.cfg.lock().unwrap();
     let (cfg, rng) = &mut *guard;
     let mut d = Decision {
@@ -327,6 +498,25 @@ fn decide(sh: &Shared, method: &str, path: &str) -> Decision {
     {
         return d;
     }
+    d.chunked = cfg.chunked_listings && listing;
+    let seen = {
+        let mut per_path = sh.requests_per_path.lock().unwrap();
+        let n = per_path.entry(path.to_string()).or_insert(0);
+        *n += 1;
+        *n - 1
+    };
+    if seen < cfg.garbage_first {
+        d.garbage = true;
+        return d;
+    }
+    if seen < cfg.garbage_first + cfg.reset_first {
+        d.reset = true;
+        return d;
+    }
+    if seen < cfg.garbage_first + cfg.reset_first + cfg.junk_first {
+        d.junk = true;
+        return d;
+    }
     if Shared::draw(rng) < cfg.slowdown {
         d.slowdown = true;
         return d;
@@ -336,6 +526,16 @@ fn decide(sh: &Shared, method: &str, path: &str) -> Decision {
     }
     if Shared::draw(rng) < cfg.cut {
         d.cut = true;
+    }
+    // Drawn only when asked for, so that the other faults' draws stay as they were.
+    if cfg.garbage > 0.0 && Shared::draw(rng) < cfg.garbage {
+        d.garbage = true;
+        return d;
+    }
+    if cfg.reset > 0.0 && Shared::draw(rng) < cfg.reset {
+        d.reset = true;
+    } else if cfg.junk > 0.0 && Shared::draw(rng) < cfg.junk {
+        d.junk = true;
     }
     if method == "GET" && cfg.cut_first_gets > 0 {
         let mut gets = sh.gets_per_path.lock().unwrap();
@@ -348,6 +548,14 @@ fn decide(sh: &Shared, method: &str, path: &str) -> Decision {
     d
 }
 
+/// Closes `conn` with a reset (RST) instead of a FIN.
+fn reset(conn: BufReader<TcpStream>) -> std::io::Result<()> {
+    let conn = conn.into_inner();
+    conn.set_zero_linger()?;
+    drop(conn);
+    Ok(())
+}
+
 async fn handle(conn: TcpStream, sh: Arc<Shared>) -> std::io::Result<()> {
     let mut client = BufReader::new(conn);
     let Some(req) = read_head(&mut client).await? else {
@@ -358,7 +566,8 @@ async fn handle(conn: TcpStream, sh: Arc<Shared>) -> std::io::Result<()> {
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
     let path = target.split('?').next().unwrap_or("").to_string();
-    let d = decide(&sh, &method, &path);
+    let listing = method == "GET" && target.contains('?');
+    let d = decide(&sh, &method, &path, listing);
     let i = record(
         &sh,
         Record {
@@ -370,7 +579,6 @@ async fn handle(conn: TcpStream, sh: Arc<Shared>) -> std::io::Result<()> {
             faults: Vec::new(),
         },
     );
-    let mut client = client.into_inner();
 
     if d.slowdown {
         let xml = format!(
@@ -380,13 +588,19 @@ async fn handle(conn: TcpStream, sh: Arc<Shared>) -> std::io::Result<()> {
             "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
             xml.len()
         );
-        client.write_all(resp.as_bytes()).await?;
-        client.shutdown().await?;
+        client.get_mut().write_all(resp.as_bytes()).await?;
+        client.get_mut().shutdown().await?;
         update(&sh, i, |r| {
             r.status = 503;
             r.body_bytes = xml.len() as u64;
             r.faults.push(Fault::SlowDown);
         });
+        return Ok(());
+    }
+    if d.garbage {
+        update(&sh, i, |r| r.faults.push(Fault::Garbage));
+        client.get_mut().write_all(JUNK).await?;
+        client.get_mut().shutdown().await?;
         return Ok(());
     }
     if let Some(t) = d.stall {
@@ -407,55 +621,100 @@ async fn handle(conn: TcpStream, sh: Arc<Shared>) -> std::io::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let has_body = method != "HEAD" && !matches!(status, 100..=199 | 204 | 304);
-    let len = if has_body {
-        resp.content_length()
+    let payload = if has_body {
+        read_payload(&mut upstream, &resp).await?
     } else {
-        Some(0)
+        Vec::new()
     };
+    let n = payload.len() as u64;
+    let framing = has_body.then_some(if d.chunked || resp.chunked() {
+        Framing::Chunked
+    } else {
+        Framing::Length(n)
+    });
 
-    // Cut: part of a body of at least 2 bytes; otherwise drop the response altogether.
-    let cut_at = match (d.cut, len) {
-        (true, Some(n)) if n >= 2 && (200..300).contains(&status) => {
-            Some(((n as f64 * d.fraction) as u64).clamp(1, n - 1))
-        }
-        _ => None,
-    };
+    // Cut or reset: part of a 2xx body of at least 2 bytes.
+    let cut_at = ((d.cut || d.reset) && n >= 2 && (200..300).contains(&status))
+        .then(|| ((n as f64 * d.fraction) as u64).clamp(1, n - 1));
+    if d.reset && cut_at.is_none() {
+        update(&sh, i, |r| r.faults.push(Fault::Reset));
+        return reset(client);
+    }
     if d.cut && cut_at.is_none() && method != "GET" {
         update(&sh, i, |r| r.faults.push(Fault::Drop));
-        client.shutdown().await?;
+        client.get_mut().shutdown().await?;
         return Ok(());
     }
-    if cut_at.is_some() && method == "GET" {
+    if d.cut && cut_at.is_some() && method == "GET" {
         *sh.gets_per_path
             .lock()
             .unwrap()
             .entry(path.clone())
             .or_insert(0) += 1;
     }
-    client.write_all(&resp.encode_closing()).await?;
+    let keep_alive = d.junk && cut_at.is_none();
+    client
+        .get_mut()
+        .write_all(&resp.encode(!keep_alive, framing))
+        .await?;
     update(&sh, i, |r| r.status = status);
 
-    let limit = cut_at.or(len);
-    let mut sent = 0u64;
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let want = match limit {
-            Some(l) if sent >= l => break,
-            Some(l) => ((l - sent) as usize).min(buf.len()),
-            None => buf.len(),
-        };
-        let n = upstream.read(&mut buf[..want]).await?;
-        if n == 0 {
-            break;
+    let sent = cut_at.unwrap_or(n) as usize;
+    match framing {
+        Some(Framing::Chunked) if sent > 0 => {
+            // One chunk announcing the whole payload, of which only `sent` bytes follow when
+            // cut, and no last chunk.
+            client
+                .get_mut()
+                .write_all(format!("{n:x}\r\n").as_bytes())
+                .await?;
+            client.get_mut().write_all(&payload[..sent]).await?;
+            if cut_at.is_none() {
+                client.get_mut().write_all(b"\r\n0\r\n\r\n").await?;
+            }
         }
-        client.write_all(&buf[..n]).await?;
-        sent += n as u64;
-        update(&sh, i, |r| r.body_bytes = sent);
+        Some(Framing::Chunked) => client.get_mut().write_all(b"0\r\n\r\n").await?,
+        _ => client.get_mut().write_all(&payload[..sent]).await?,
     }
-    client.flush().await?;
+    client.get_mut().flush().await?;
+    update(&sh, i, |r| r.body_bytes = sent as u64);
     if cut_at.is_some() {
+        if d.reset {
+            update(&sh, i, |r| r.faults.push(Fault::Reset));
+            return reset(client);
+        }
         update(&sh, i, |r| r.faults.push(Fault::Cut));
+        client.get_mut().shutdown().await?;
+        return Ok(());
     }
-    client.shutdown().await?;
+    if keep_alive {
+        // The junk answers the next request on this connection, if one comes soon.
+        update(&sh, i, |r| r.faults.push(Fault::Junk));
+        let next = tokio::time::timeout(Duration::from_secs(1), read_head(&mut client)).await;
+        if let Ok(Ok(Some(next))) = next {
+            let mut parts = next.first.split(' ');
+            let method = parts.next().unwrap_or("").to_string();
+            let path = parts
+                .next()
+                .unwrap_or("")
+                .split('?')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            record(
+                &sh,
+                Record {
+                    method,
+                    path,
+                    range: next.get("range").map(str::to_string),
+                    status: 0,
+                    body_bytes: 0,
+                    faults: vec![Fault::JunkHit],
+                },
+            );
+        }
+        client.get_mut().write_all(JUNK).await?;
+    }
+    client.get_mut().shutdown().await?;
     Ok(())
 }

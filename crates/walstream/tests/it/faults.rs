@@ -25,7 +25,7 @@ use super::fault_proxy::{Fault, FaultConfig, FaultProxy, Record};
 use super::util::{logical_digest, tempdir, walstream};
 
 /// An application database in WAL mode with one table, and the connection writing to it.
-fn app_db(dir: &Path) -> (PathBuf, Connection) {
+pub(super) fn app_db(dir: &Path) -> (PathBuf, Connection) {
     let path = dir.join("app.db");
     let c = Connection::open(&path).unwrap();
     c.execute_batch(
@@ -37,7 +37,7 @@ fn app_db(dir: &Path) -> (PathBuf, Connection) {
 }
 
 /// Commits `rows` rows of `size` pseudo-random bytes in one transaction.
-fn commit(c: &Connection, rows: usize, size: usize) {
+pub(super) fn commit(c: &Connection, rows: usize, size: usize) {
     c.execute_batch("BEGIN").unwrap();
     for _ in 0..rows {
         c.execute("INSERT INTO t(body) VALUES (randomblob(?1))", [size as i64])
@@ -423,7 +423,7 @@ async fn faults_restore_errors_name_the_file() {
 // ---------------------------------------------------------------------------------------------
 // Real network faults: the binary, moto, and the fault proxy.
 
-fn moto() -> String {
+pub(super) fn moto() -> String {
     std::env::var("WALSTREAM_TEST_S3_ENDPOINT")
         .ok()
         .filter(|v| !v.is_empty())
@@ -433,7 +433,7 @@ fn moto() -> String {
 }
 
 /// Creates a bucket with an unsigned `PUT /<bucket>` (moto accepts it) and returns its name.
-fn new_bucket(tag: &str) -> String {
+pub(super) fn new_bucket(tag: &str) -> String {
     use std::io::{Read, Write};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -458,7 +458,7 @@ fn new_bucket(tag: &str) -> String {
     bucket
 }
 
-fn s3_url(bucket: &str, endpoint: &str) -> String {
+pub(super) fn s3_url(bucket: &str, endpoint: &str) -> String {
     format!("s3://{bucket}/db?endpoint={endpoint}&region=us-east-1&forcePathStyle=true")
 }
 
@@ -467,9 +467,9 @@ fn object_path(bucket: &str, f: &LtxFileInfo) -> String {
     format!("/{bucket}/db/{:04x}/{}", f.level, f.file_name())
 }
 
-struct Replicator {
-    child: Child,
-    log: PathBuf,
+pub(super) struct Replicator {
+    pub(super) child: Child,
+    pub(super) log: PathBuf,
 }
 
 impl Replicator {
@@ -492,7 +492,7 @@ impl Replicator {
         }
     }
 
-    fn stop(mut self) -> String {
+    pub(super) fn stop(mut self) -> String {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
         loop {
@@ -722,7 +722,12 @@ async fn faults_s3_proxy_cut_downloads_resume_by_range() {
 // Issue 5, item 4b: an outage during live replication, between flaky periods.
 
 /// `walstream replicate -config` with `min-checkpoint-page-count` set, logging to `log`.
-fn start_with_config(db: &Path, url: &str, min_checkpoint: u64, log: &Path) -> Replicator {
+pub(super) fn start_with_config(
+    db: &Path,
+    url: &str,
+    min_checkpoint: u64,
+    log: &Path,
+) -> Replicator {
     let cfg = log.with_extension("yml");
     std::fs::write(
         &cfg,

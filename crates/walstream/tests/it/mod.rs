@@ -11,6 +11,7 @@ mod corrupt_replica;
 mod crash;
 mod fault_proxy;
 mod faults;
+mod flaky_http;
 mod fleet;
 mod fleet_util;
 mod follow;

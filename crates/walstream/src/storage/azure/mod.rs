@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use ltx::TxId;
 use object_store::azure::{AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
-use object_store::client::{HttpError, HttpErrorKind};
+use object_store::client::HttpError;
 use object_store::path::Path as ObjPath;
 use object_store::{
     Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore,
@@ -267,8 +267,10 @@ enum Failure<'a> {
     Status { status: u16, code: Option<String> },
     /// The request never got an answer (connect, timeout, reset).
     Http(&'a HttpError),
-    /// Anything else (credential set-up, decoding), with its message.
+    /// Anything else (credential set-up, configuration), with its message.
     Other(String),
+    /// An answer that did not parse (a garbled or cut-short body): worth another try.
+    Garbled(String),
 }
 
 /// Azure's `<Code>…</Code>` from an error body.
@@ -346,7 +348,16 @@ impl ErrorContext {
                 code: error_code(&text),
             };
         }
-        Failure::Other(text)
+        use object_store::Error as E;
+        match e {
+            E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::InvalidPath { .. }
+            | E::UnknownConfigurationKey { .. }
+            | E::NotModified { .. } => Failure::Other(text),
+            // A response that did not decode (a list body cut short or garbled), a join error.
+            _ => Failure::Garbled(text),
+        }
     }
 
     /// Maps a failure of object_store's `op` on `blob`.
@@ -396,15 +407,16 @@ impl ErrorContext {
                     _ => permanent(what),
                 }
             }
-            Failure::Http(h) => match h.kind() {
-                HttpErrorKind::Unknown => permanent(format!("{op}: {}", root_cause(e))),
-                _ => transient(format!(
-                    "{op}: cannot reach {}: {}",
-                    self.endpoint,
-                    root_cause(e)
-                )),
-            },
+            Failure::Http(h) => {
+                let cause = root_cause(e);
+                if crate::storage::http_failure_is_transient(h.kind(), &cause) {
+                    transient(format!("{op}: cannot reach {}: {cause}", self.endpoint))
+                } else {
+                    permanent(format!("{op}: {cause}"))
+                }
+            }
             Failure::Other(msg) => permanent(format!("{op}: {msg}")),
+            Failure::Garbled(msg) => transient(format!("{op}: {msg}")),
         }
     }
 }

@@ -39,9 +39,11 @@ pub(super) enum RestFailure {
     Status { status: u16, code: Option<String> },
     /// No answer: connect, timeout, reset.
     Http(HttpError),
-    /// Worth retrying, though not an HTTP failure (a credential fetch that failed in transit).
+    /// Worth retrying, though not an HTTP failure (a credential fetch that failed in transit, an
+    /// answer that does not parse).
     Transient(String),
-    /// Not worth retrying (an answer that does not parse, a bad credential set-up).
+    /// Not worth retrying (a bad credential set-up, a request that cannot be built). An answer
+    /// that does not parse is [`RestFailure::Transient`]: a proxy may have garbled it.
     Other(String),
 }
 
@@ -174,7 +176,7 @@ impl RestClient {
         }
         let text = String::from_utf8_lossy(&body);
         quick_xml::de::from_str(&text)
-            .map_err(|e| RestFailure::Other(format!("cannot parse List Blobs answer: {e}")))
+            .map_err(|e| RestFailure::Transient(format!("cannot parse List Blobs answer: {e}")))
     }
 }
 

@@ -102,3 +102,35 @@ fn azure_timestamps_round_trip_as_go_writes_them() {
     assert_eq!(parse_rfc3339(&rfc3339_nanos(t)), Some(t));
     assert_eq!(parse_rfc3339("garbage"), None);
 }
+
+/// Every network or protocol failure is transient: bytes that are not HTTP, a reset, a body cut
+/// short, a listing that does not parse. Against servers that misbehave that way.
+#[tokio::test]
+async fn azure_protocol_failures_are_transient() {
+    use crate::storage::bad_http::{server, Misbehave};
+    for how in Misbehave::ALL {
+        let (endpoint, _) = server(how);
+        let c = AzureOptions {
+            url: Some(format!(
+                "abs://devstoreaccount1@cont/db?endpoint={endpoint}/devstoreaccount1"
+            )),
+            account_key: Some("c2VjcmV0".into()),
+            ..Default::default()
+        };
+        let store = AzureStore::new(&c).unwrap();
+        let e = store.ltx_files(0).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(e.is_retryable(), "{how:?}: list: {msg}");
+        assert!(msg.contains("cont/db"), "{how:?}: {msg}");
+        assert!(!msg.contains("c2VjcmV0"), "{msg}");
+        let e = match store.open_ltx_file(0, TxId(1), TxId(1), 0).await {
+            Err(e) => e,
+            Ok(stream) => match futures::TryStreamExt::try_collect::<Vec<_>>(stream).await {
+                Err(e) => e,
+                Ok(_) if how == Misbehave::Gibberish => continue,
+                Ok(chunks) => panic!("{how:?}: read {} chunks", chunks.len()),
+            },
+        };
+        assert!(e.is_retryable(), "{how:?}: read: {e}");
+    }
+}

@@ -174,3 +174,27 @@ fn gcs_unreadable_credentials_file_is_a_clear_permanent_error() {
         "{msg}"
     );
 }
+
+/// Every network or protocol failure is transient: bytes that are not HTTP, a reset, a body cut
+/// short, a listing that does not parse. Against servers that misbehave that way.
+#[tokio::test]
+async fn gcs_protocol_failures_are_transient() {
+    use crate::storage::bad_http::{server, Misbehave};
+    for how in Misbehave::ALL {
+        let (endpoint, _) = server(how);
+        let store = GcsStore::build("bkt".into(), "db".into(), endpoint, Auth::Anonymous).unwrap();
+        let e = store.ltx_files(0).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(e.is_retryable(), "{how:?}: list: {msg}");
+        assert!(msg.contains("bkt"), "{how:?}: {msg}");
+        let e = match store.open_ltx_file(0, TxId(1), TxId(1), 0).await {
+            Err(e) => e,
+            Ok(stream) => match futures::TryStreamExt::try_collect::<Vec<_>>(stream).await {
+                Err(e) => e,
+                Ok(_) if how == Misbehave::Gibberish => continue,
+                Ok(chunks) => panic!("{how:?}: read {} chunks", chunks.len()),
+            },
+        };
+        assert!(e.is_retryable(), "{how:?}: read: {e}");
+    }
+}

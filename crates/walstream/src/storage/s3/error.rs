@@ -157,12 +157,10 @@ pub(super) fn classify(e: &object_store::Error, s: &Settings) -> (Class, String)
             K::Decode => "reading the response failed",
             _ => "HTTP error",
         };
-        let lower = detail.to_ascii_lowercase();
-        let tls = lower.contains("certificate") || lower.contains("tls") || lower.contains("ssl");
-        let class = if tls && matches!(kind, K::Unknown | K::Connect) {
-            Class::Permanent
-        } else {
+        let class = if crate::storage::http_failure_is_transient(kind, &detail) {
             Class::Transient
+        } else {
+            Class::Permanent
         };
         return (
             class,
@@ -181,10 +179,12 @@ pub(super) fn classify(e: &object_store::Error, s: &Settings) -> (Class, String)
         | E::UnknownConfigurationKey { .. } => Class::Permanent,
         E::JoinError { .. } => Class::Transient,
         _ => {
-            if text.contains("incorrectly configured region") || text.contains("not found") {
+            if text.contains("incorrectly configured region") {
                 Class::Permanent
             } else {
-                // Unrecognised (for example a response that did not parse): worth another try.
+                // Unrecognised, such as a response that did not parse (a garbled or cut-short
+                // listing: "tag not closed: `>` not found before end of input"): worth another
+                // try.
                 Class::Transient
             }
         }

@@ -49,6 +49,7 @@ use object_store::{
 use tokio::io::AsyncReadExt;
 use tracing::{debug, warn, Instrument};
 
+use super::retry::RetryPolicy;
 use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
 
 pub mod builder;
@@ -65,6 +66,17 @@ const BACKEND: &str = "s3";
 pub const METADATA_TIMESTAMP: &str = "litestream-timestamp";
 /// HEAD requests in flight while listing.
 const HEAD_CONCURRENCY: usize = 32;
+
+/// A listing's HEADs (for each object's `created_at`) retry transient failures a little on
+/// their own, so that a listing of many objects on a flaky network rarely fails as a whole.
+const HEAD_RETRY: RetryPolicy = RetryPolicy {
+    initial_backoff: std::time::Duration::from_millis(50),
+    max_backoff: std::time::Duration::from_millis(400),
+    multiplier: 2.0,
+    max_attempts: Some(3),
+    max_elapsed: None,
+    attempt_timeout: None,
+};
 
 /// Opens a bare `s3://` URL.
 pub fn open_url(url: &str) -> Result<DynStore, StorageError> {
@@ -406,22 +418,34 @@ impl ReplicaStore for S3Store {
                 Some((m, min, max))
             })
             .collect();
-        let mut out: Vec<LtxFileInfo> = futures::stream::iter(candidates)
-            .map(|(m, min, max)| async move {
-                Ok::<_, StorageError>(self.created_at(client, &m).await?.map(|created_at| {
-                    LtxFileInfo {
+        // Every HEAD runs to its end, even after one failed: what succeeded is remembered, so a
+        // retried listing asks only for the rest instead of starting over (one flaky HEAD among
+        // hundreds must not fail the listing every time).
+        let results: Vec<Result<Option<LtxFileInfo>, StorageError>> =
+            futures::stream::iter(candidates)
+                .map(|(m, min, max)| async move {
+                    let created_at = HEAD_RETRY
+                        .run(BACKEND, m.location.as_ref(), |_| {
+                            self.created_at(client, &m)
+                        })
+                        .await?;
+                    Ok(created_at.map(|created_at| LtxFileInfo {
                         level,
                         min_txid: min,
                         max_txid: max,
                         size: m.size,
                         created_at,
-                    }
-                }))
-            })
-            .buffer_unordered(HEAD_CONCURRENCY)
-            .try_filter_map(|f| async move { Ok(f) })
-            .try_collect()
-            .await?;
+                    }))
+                })
+                .buffer_unordered(HEAD_CONCURRENCY)
+                .collect()
+                .await;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            if let Some(f) = r? {
+                out.push(f);
+            }
+        }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         // Forget what this level no longer holds.
         if let Ok(mut known) = self.known.lock() {

@@ -510,3 +510,47 @@ async fn s3_no_credentials_says_so() {
         "{msg}"
     );
 }
+
+/// Every network or protocol failure is transient: bytes that are not HTTP, a reset, a body cut
+/// short (by `Content-Length` or inside a chunk), a body that does not parse. Listing and
+/// reading, against servers that misbehave that way (no moto needed).
+#[tokio::test]
+async fn s3_protocol_failures_are_transient() {
+    use crate::storage::bad_http::{server, Misbehave};
+    for how in Misbehave::ALL {
+        let (endpoint, hits) = server(how);
+        let store = store_with(
+            &format!("s3://bkt/p?endpoint={endpoint}&region=us-east-1&forcePathStyle=true"),
+            &[
+                ("AWS_ACCESS_KEY_ID", KEY_ID),
+                ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ],
+            |_| {},
+        );
+        let e = store.ltx_files(0).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(e.is_retryable(), "{how:?}: list: {msg}");
+        assert!(msg.contains("s3://bkt/p/0000/"), "{how:?}: {msg}");
+        assert!(!msg.contains(SECRET), "{msg}");
+        if how == Misbehave::Garbage {
+            assert!(msg.contains("invalid HTTP version parsed"), "{msg}");
+        }
+        // A read fails when it opens or while it streams; either way, transient.
+        let e = match store.open_ltx_file(0, TxId(1), TxId(1), 0).await {
+            Err(e) => e,
+            Ok(stream) => match stream.try_collect::<Vec<_>>().await {
+                Err(e) => e,
+                // A whole (if wrong) body is the restore's size check's business.
+                Ok(_) if how == Misbehave::Gibberish => continue,
+                Ok(chunks) => panic!("{how:?}: read {} chunks", chunks.len()),
+            },
+        };
+        let msg = e.to_string();
+        assert!(e.is_retryable(), "{how:?}: read: {msg}");
+        assert!(
+            msg.contains("s3://bkt/p/0000/0000000000000001-0000000000000001.ltx"),
+            "{how:?}: {msg}"
+        );
+        assert!(hits.load(Ordering::SeqCst) >= 2, "{how:?}");
+    }
+}
