@@ -1,4 +1,5 @@
-//! Test modules. `util` holds the shared helpers.
+//! Test modules. `util` holds the shared helpers, `harness` the one for a running replicator.
+pub mod harness;
 pub mod util;
 
 mod azure;
@@ -11,8 +12,10 @@ mod fault_proxy;
 mod faults;
 mod follow;
 mod gcs;
+mod history;
 mod interference;
 mod litestream;
+mod replication;
 mod restore_bad_input;
 mod restore_fallback;
 mod restore_golden;
