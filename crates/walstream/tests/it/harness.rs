@@ -282,3 +282,53 @@ fn path_str(p: &Path) -> &str {
     p.to_str()
         .unwrap_or_else(|| panic!("{} is not UTF-8", p.display()))
 }
+
+#[test]
+fn harness_wait_for_log_fails_at_once_when_the_process_exits() {
+    let dir = util::tempdir();
+    let log = dir.path().join("walstream.log");
+    let mut rep = Replicator::with_config(&dir.path().join("missing.yml"), &log);
+    let started = Instant::now();
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rep.wait_for_log("never logged", Duration::from_secs(60))
+    }))
+    .expect_err("wait_for_log returned for a line that is never logged");
+    let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(msg.contains("before logging \"never logged\""), "{msg}");
+    assert!(
+        msg.contains("missing.yml"),
+        "the log is in the message: {msg}"
+    );
+    assert!(rep.exited().is_some_and(|st| st.code() == Some(1)));
+}
+
+#[test]
+fn harness_stop_returns_the_log_and_drop_kills() {
+    let dir = util::tempdir();
+    let db = dir.path().join("app.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let replica = dir.path().join("replica");
+    let args = ["replicate", db.to_str().unwrap(), replica.to_str().unwrap()];
+    let mut rep = Replicator::start(&args, &dir.path().join("a.log"));
+    rep.wait_for_log("replicating", Duration::from_secs(30));
+    rep.assert_running();
+    let stopped = rep.stop();
+    assert!(stopped.log.contains("replicating"), "{}", stopped.log);
+    assert!(stopped.took < STOP_WITHIN);
+
+    let rep = Replicator::start(&args, &dir.path().join("b.log"));
+    let pid = rep.pid();
+    drop(rep);
+    // Reaped: the pid is no longer our child.
+    // SAFETY: waitpid(2) with WNOHANG on a pid we started.
+    let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+    assert_eq!(r, -1, "the process was not reaped on drop");
+}
