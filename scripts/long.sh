@@ -22,7 +22,7 @@ trap servers_stop_all EXIT
 for part in "${parts[@]}"; do
   case "$part" in
     crash) cargo test -p walstream --test tests it::crash::crash_loop -- --ignored --nocapture ;;
-    bounded) cargo test -p walstream --test history history_bounded_storage_long -- --ignored --nocapture ;;
+    bounded) cargo test -p walstream --test tests it::history::history_bounded_storage_long -- --ignored --nocapture ;;
     outage)
       source scripts/servers/moto.sh
       cargo test -p walstream --test tests faults_s3_long_outage -- --ignored --nocapture ;;

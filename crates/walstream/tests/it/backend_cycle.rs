@@ -2,11 +2,12 @@
 //! replicate → write → kill -9 → restart → write → stop → restore cycle through the real binary,
 //! and checks of failing restores.
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use super::harness::Replicator;
 use super::util;
 
 /// A test server's variable, or a failure that says how to get the servers.
@@ -62,77 +63,6 @@ pub fn walstream_env(args: &[&str], env: &[(String, String)]) -> util::Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         cmdline: format!("walstream {}", args.join(" ")),
-    }
-}
-
-struct Replicator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Replicator {
-    fn start(args: &[&str], env: &[(String, String)], log: &Path) -> Replicator {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut cmd = Command::new(util::bin());
-        cmd.args(args)
-            .env_remove("LOG_LEVEL")
-            .env_remove("LITESTREAM_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(f);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Replicator {
-            child: cmd.spawn().unwrap(),
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(st) = self.child.try_wait().unwrap() {
-            panic!("walstream exited early with {st}; log:\n{}", self.log());
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(
-                    st.success(),
-                    "walstream exited with {st}; log:\n{}",
-                    self.log()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "walstream did not stop on SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Replicator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -213,17 +143,15 @@ pub fn replication_cycle(remote: &Remote) {
     )
     .unwrap();
 
-    let mut rep = Replicator::start(
-        &[
-            "replicate",
-            "-log-level",
-            "debug",
-            "-config",
-            cfg.to_str().unwrap(),
-        ],
-        &remote.env,
-        &log,
-    );
+    let mut rep = Replicator::walstream(&[
+        "replicate",
+        "-log-level",
+        "debug",
+        "-config",
+        cfg.to_str().unwrap(),
+    ])
+    .env(&remote.env)
+    .start(&log);
     for round in 0..3 {
         write_rows(&db, round, 40);
     }
@@ -233,17 +161,15 @@ pub fn replication_cycle(remote: &Remote) {
 
     // Written while nobody replicates: the restart must pick it up.
     write_rows(&db, 4, 60);
-    let mut rep = Replicator::start(
-        &[
-            "replicate",
-            "-log-level",
-            "debug",
-            db.to_str().unwrap(),
-            &remote.url,
-        ],
-        &remote.env,
-        &log,
-    );
+    let mut rep = Replicator::walstream(&[
+        "replicate",
+        "-log-level",
+        "debug",
+        db.to_str().unwrap(),
+        &remote.url,
+    ])
+    .env(&remote.env)
+    .start(&log);
     for round in 5..8 {
         write_rows(&db, round, 40);
     }
@@ -322,20 +248,9 @@ pub fn litestream_writes_walstream_restores(remote: &Remote) {
         format!("dbs:\n  - path: {}\n    replica:\n{indented}", db.display()),
     )
     .unwrap();
-    let f = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(util::litestream_bin());
-    cmd.args(["replicate", "-config", cfg.to_str().unwrap()])
-        .env_remove("LOG_LEVEL")
-        .env_remove("LITESTREAM_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(f);
-    for (k, v) in &remote.env {
-        cmd.env(k, v);
-    }
-    let mut rep = Replicator {
-        child: cmd.spawn().unwrap(),
-        log: log.clone(),
-    };
+    let mut rep = Replicator::litestream(&["replicate", "-config", cfg.to_str().unwrap()])
+        .env(&remote.env)
+        .start(&log);
     for round in 0..3 {
         write_rows(&db, round, 40);
     }
@@ -433,33 +348,14 @@ pub fn replicate_fails(
         format!("dbs:\n  - path: {}\n    replica:\n{indented}", db.display()),
     )
     .unwrap();
-    let err_path = dir.path().join("stderr.log");
-    let mut cmd = Command::new(util::bin());
-    cmd.args(["replicate", "-config", cfg.to_str().unwrap()])
-        .env_remove("LOG_LEVEL")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err_path).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
+    let mut rep = Replicator::walstream(&["replicate", "-config", cfg.to_str().unwrap()])
+        .env(env)
+        .start(&dir.path().join("stderr.log"));
     // A replicator that keeps retrying instead of failing would hang the test: bound it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "replicate did not fail within 60 s:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = rep.wait_exit(Duration::from_secs(60)) else {
+        panic!("replicate did not fail within 60 s:\n{}", rep.log());
     };
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let stderr = rep.log();
     assert!(
         status.code().is_some_and(|c| c != 0),
         "replicate should fail with an exit code: {status:?}\n{stderr}"

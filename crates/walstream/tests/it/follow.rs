@@ -1,90 +1,14 @@
 //! Follow mode (`restore -f`) end to end: the real binary replicating a real SQLite database to a
 //! file replica, a follower keeping a copy, and readers of the copy in this process.
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::util::{bin, tempdir};
-
-/// A child process with its stderr in a log file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-    name: &'static str,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, args: &[&str], log: &Path, history: bool) -> Proc {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(f)
-            .env_remove("LOG_LEVEL");
-        if history {
-            cmd.env("WALSTREAM_EXPERIMENTAL_HISTORY", "1");
-        }
-        Proc {
-            child: cmd.spawn().unwrap(),
-            log: log.to_path_buf(),
-            name,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(st) = self.child.try_wait().unwrap() {
-            panic!("{} exited with {st}; log:\n{}", self.name, self.log_text());
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM (or SIGINT), then waits for a successful exit.
-    fn stop(mut self, sig: i32) -> Duration {
-        let started = Instant::now();
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(
-                    st.success(),
-                    "{} exited with {st} on signal {sig}; log:\n{}",
-                    self.name,
-                    self.log_text()
-                );
-                return started.elapsed();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{} did not stop on signal {sig}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use super::harness::Replicator;
+use super::util::tempdir;
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -141,18 +65,17 @@ impl Setup {
         });
     }
 
-    fn replicate(&self, history: bool) -> Proc {
+    fn replicate(&self, history: bool) -> Replicator {
         let cfg = self.config.to_string_lossy().into_owned();
-        Proc::spawn(
-            "replicate",
-            &["replicate", "-config", &cfg, "-log-level", "debug"],
-            &self.dir.join("replicate.log"),
-            history,
-        )
+        let mut p = Replicator::walstream(&["replicate", "-config", &cfg, "-log-level", "debug"]);
+        if history {
+            p = p.var("WALSTREAM_EXPERIMENTAL_HISTORY", "1");
+        }
+        p.start(&self.dir.join("replicate.log"))
     }
 
     /// `restore -f` of the source's config entry into `out`.
-    fn follow(&self, log: &str, interval: Option<&str>) -> Proc {
+    fn follow(&self, log: &str, interval: Option<&str>) -> Replicator {
         let cfg = self.config.to_string_lossy().into_owned();
         let out = self.out.to_string_lossy().into_owned();
         let src = self.src.to_string_lossy().into_owned();
@@ -170,7 +93,9 @@ impl Setup {
             args.extend(["-follow-interval", i]);
         }
         args.push(&src);
-        Proc::spawn("follower", &args, &self.dir.join(log), false)
+        Replicator::walstream(&args)
+            .name("follower")
+            .start(&self.dir.join(log))
     }
 
     fn txid_file(&self) -> Option<u64> {
@@ -265,7 +190,12 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// Waits until the copy's content equals `want`; returns how long it took.
-fn wait_converged(out: &Path, want: &str, timeout: Duration, follower: &mut Proc) -> Duration {
+fn wait_converged(
+    out: &Path,
+    want: &str,
+    timeout: Duration,
+    follower: &mut Replicator,
+) -> Duration {
     let start = Instant::now();
     loop {
         if out.exists() {
@@ -278,7 +208,7 @@ fn wait_converged(out: &Path, want: &str, timeout: Duration, follower: &mut Proc
         assert!(
             start.elapsed() < timeout,
             "copy did not converge within {timeout:?}; follower log:\n{}",
-            follower.log_text()
+            follower.log()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -369,7 +299,7 @@ fn follow_tracks_writer_and_readers_never_see_torn_transactions() {
 
     // Stopping replicate flushes the replica: from then on it is final.
     repl.assert_running();
-    repl.stop(libc::SIGTERM);
+    repl.stop();
     let final_at = Instant::now();
     let took = wait_converged(&s.out, &want, Duration::from_secs(30), &mut follower);
     eprintln!(
@@ -395,7 +325,7 @@ fn follow_tracks_writer_and_readers_never_see_torn_transactions() {
         );
     }
     integrity_ok(&s.out);
-    let took = follower.stop(libc::SIGINT);
+    let took = follower.stop_with(libc::SIGINT).took;
     eprintln!("follow: stopped on SIGINT in {took:?}");
     let log = std::fs::read_to_string(s.dir.join("follow.log")).unwrap();
     assert!(log.contains("follow mode stopped"), "{log}");
@@ -434,7 +364,7 @@ fn follow_killed_and_restarted_resumes_without_full_download() {
     let logged_by = Instant::now() + Duration::from_secs(10);
     let mut full = 0;
     while full == 0 && Instant::now() < logged_by {
-        full = logged_bytes(&follower.log_text(), "follow: restored in full");
+        full = logged_bytes(&follower.log(), "follow: restored in full");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(full > 4_000_000, "first restore downloaded {full} bytes");
@@ -463,9 +393,9 @@ fn follow_killed_and_restarted_resumes_without_full_download() {
     wait_for(
         "the applied batch in the log",
         Duration::from_secs(10),
-        || follower.log_text().contains("follow: applied"),
+        || follower.log().contains("follow: applied"),
     );
-    let log = follower.log_text();
+    let log = follower.log();
     assert!(
         log.contains("resuming follow mode from the recorded position"),
         "{log}"
@@ -480,8 +410,8 @@ fn follow_killed_and_restarted_resumes_without_full_download() {
         "restart downloaded {resumed} bytes, first restore {full}"
     );
     integrity_ok(&s.out);
-    follower.stop(libc::SIGTERM);
-    repl.stop(libc::SIGTERM);
+    follower.stop();
+    repl.stop();
 }
 
 #[test]
@@ -499,7 +429,7 @@ fn follow_restart_after_l0_compacted_away_uses_higher_levels() {
     let mut follower = s.follow("follow1.log", Some("200ms"));
     let (_, want) = content(&s.src);
     wait_converged(&s.out, &want, Duration::from_secs(60), &mut follower);
-    follower.stop(libc::SIGTERM);
+    follower.stop();
     let pos = s.txid_file().unwrap();
 
     // More transactions, then wait until L0 no longer holds the one right after the position.
@@ -530,9 +460,9 @@ fn follow_restart_after_l0_compacted_away_uses_higher_levels() {
     wait_for(
         "the applied batch in the log",
         Duration::from_secs(10),
-        || follower.log_text().contains("follow: applied"),
+        || follower.log().contains("follow: applied"),
     );
-    let log = follower.log_text();
+    let log = follower.log();
     assert!(
         log.contains("resuming follow mode from the recorded position"),
         "{log}"
@@ -549,6 +479,6 @@ fn follow_restart_after_l0_compacted_away_uses_higher_levels() {
         "no batch started from a higher level: {applied:#?}\nlog:\n{log}"
     );
     integrity_ok(&s.out);
-    follower.stop(libc::SIGTERM);
-    repl.stop(libc::SIGTERM);
+    follower.stop();
+    repl.stop();
 }

@@ -2,12 +2,13 @@
 //! lease, on the file backend and on moto), the database or its WAL changed behind walstream's
 //! back, and a full local disk (a file-size limit on the running process).
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::util;
+use super::harness::Replicator;
+use super::util::{self, source_digest};
 
 /// The environment for walstream: moto's when `s3`, nothing otherwise.
 fn env(s3: bool) -> Vec<(String, String)> {
@@ -54,99 +55,11 @@ fn run(program: &Path, args: &[&str], env: &[(String, String)]) -> util::Run {
     }
 }
 
-/// A running `walstream replicate -config <cfg>`, logging to a file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn start(cfg: &Path, env: &[(String, String)], log: &Path) -> Proc {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = command(
-            &util::bin(),
-            &["replicate", "-config", cfg.to_str().unwrap()],
-            env,
-        )
-        .stdout(Stdio::null())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-        Proc {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(st) = self.child.try_wait().unwrap() {
-            panic!("replicate exited early with {st}; log:\n{}", self.log());
-        }
-    }
-
-    /// Waits until the log contains `what`.
-    fn wait_log(&mut self, what: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !self.log().contains(what) {
-            assert!(
-                Instant::now() < deadline,
-                "no {what:?} in the log within {secs} s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.pid(), sig) };
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) -> String {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(
-                    st.success(),
-                    "replicate exited with {st}; log:\n{}",
-                    self.log()
-                );
-                return self.log();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replicate did not stop; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `walstream replicate -config <cfg>` with `env`, logging to `log`.
+fn start(cfg: &Path, env: &[(String, String)], log: &Path) -> Replicator {
+    Replicator::walstream(&["replicate", "-config", cfg.to_str().unwrap()])
+        .env(env)
+        .start(log)
 }
 
 fn create_db(db: &Path) {
@@ -170,18 +83,6 @@ fn write_rows(db: &Path, tag: &str, rows: u32) {
     tx.commit().unwrap();
 }
 
-/// The source's logical digest, read through SQLite (`VACUUM INTO` a copy).
-fn source_digest(db: &Path) -> String {
-    let dir = util::tempdir();
-    let copy = dir.path().join("snapshot.db");
-    let c = Connection::open(db).unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
-        .unwrap();
-    drop(c);
-    util::logical_digest(&copy)
-}
-
 /// Restores `replica` into `out` with walstream; `None` if the restore failed. A restore that
 /// succeeds must pass the integrity check.
 fn restore(replica: &str, env: &[(String, String)], out: &Path) -> Option<String> {
@@ -203,7 +104,7 @@ fn restore(replica: &str, env: &[(String, String)], out: &Path) -> Option<String
 }
 
 /// Polls restores until the content equals `db`'s.
-fn wait_caught_up(replica: &str, env: &[(String, String)], db: &Path, p: &mut Proc) {
+fn wait_caught_up(replica: &str, env: &[(String, String)], db: &Path, p: &mut Replicator) {
     let want = source_digest(db);
     let out = db.with_extension("caught-up.db");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -390,7 +291,7 @@ fn two_writers(s3: bool) {
     std::fs::write(&cfg_a, target.config(&a, &format!("{ttl}s"))).unwrap();
     std::fs::write(&cfg_b, target.config(&b, &format!("{ttl}s"))).unwrap();
 
-    let mut pa = Proc::start(&cfg_a, &env, &dir.path().join("a.log"));
+    let mut pa = start(&cfg_a, &env, &dir.path().join("a.log"));
     wait_caught_up(&target.url, &env, &a, &mut pa);
     let token_a = owner_token(&a);
 
@@ -448,12 +349,12 @@ fn two_writers(s3: bool) {
     }
     assert_eq!(target.objects(), after, "a refused B wrote to the replica");
     std::thread::sleep(Duration::from_secs(ttl).saturating_sub(killed.elapsed()));
-    let mut pb = Proc::start(&cfg_b, &env, &dir.path().join("b.log"));
-    pb.wait_log("taking over an expired lease", 30);
+    let mut pb = start(&cfg_b, &env, &dir.path().join("b.log"));
+    pb.wait_for_log("taking over an expired lease", Duration::from_secs(30));
     wait_caught_up(&target.url, &env, &b, &mut pb);
     write_rows(&b, "b1", 30);
     wait_caught_up(&target.url, &env, &b, &mut pb);
-    let log = pb.stop();
+    let log = pb.stop().log;
     assert!(log.contains("lease released"), "{log}");
     eprintln!(
         "two_writers(s3={s3}): B took over {:?} after the kill; {} objects at the end",
@@ -484,12 +385,15 @@ fn interference_same_db_restarted_after_kill9_takes_lease_back_at_once() {
     write_rows(&a, "a0", 20);
     let cfg = dir.path().join("a.yml");
     std::fs::write(&cfg, target.config(&a, "60s")).unwrap();
-    let mut p = Proc::start(&cfg, &[], &dir.path().join("a.log"));
+    let mut p = start(&cfg, &[], &dir.path().join("a.log"));
     wait_caught_up(&target.url, &[], &a, &mut p);
     p.kill9();
     let log = dir.path().join("a2.log");
-    let mut p = Proc::start(&cfg, &[], &log);
-    p.wait_log("taking back our own unexpired lease", 20);
+    let mut p = start(&cfg, &[], &log);
+    p.wait_for_log(
+        "taking back our own unexpired lease",
+        Duration::from_secs(20),
+    );
     write_rows(&a, "a1", 20);
     wait_caught_up(&target.url, &[], &a, &mut p);
     p.stop();
@@ -514,17 +418,17 @@ fn interference_stalled_holder_is_fenced_after_takeover() {
     let cfg_b = dir.path().join("b.yml");
     std::fs::write(&cfg_a, target.config(&a, "2s")).unwrap();
     std::fs::write(&cfg_b, target.config(&b, "2s")).unwrap();
-    let mut pa = Proc::start(&cfg_a, &[], &dir.path().join("a.log"));
+    let mut pa = start(&cfg_a, &[], &dir.path().join("a.log"));
     wait_caught_up(&target.url, &[], &a, &mut pa);
     pa.signal(libc::SIGSTOP);
     write_rows(&a, "a1", 30);
     std::thread::sleep(Duration::from_millis(2500));
-    let mut pb = Proc::start(&cfg_b, &[], &dir.path().join("b.log"));
-    pb.wait_log("taking over an expired lease", 20);
+    let mut pb = start(&cfg_b, &[], &dir.path().join("b.log"));
+    pb.wait_for_log("taking over an expired lease", Duration::from_secs(20));
     wait_caught_up(&target.url, &[], &b, &mut pb);
     let token_b = owner_token(&b);
     pa.signal(libc::SIGCONT);
-    pa.wait_log("lease lost", 20);
+    pa.wait_for_log("lease lost", Duration::from_secs(20));
     let log_a = pa.log();
     assert!(log_a.contains(&token_b), "A's log should name B:\n{log_a}");
     // A keeps running but writes nothing more.
@@ -570,14 +474,14 @@ impl Solo {
         }
     }
 
-    fn start(&mut self) -> Proc {
+    fn start(&mut self) -> Replicator {
         self.logs += 1;
         let log = self.dir.path().join(format!("run{}.log", self.logs));
-        Proc::start(&self.cfg, &[], &log)
+        start(&self.cfg, &[], &log)
     }
 
     /// Waits until the replica restores to the database's content.
-    fn caught_up(&self, p: &mut Proc) {
+    fn caught_up(&self, p: &mut Replicator) {
         wait_caught_up(&self.url, &[], &self.db, p);
     }
 
@@ -619,7 +523,7 @@ fn interference_wal_deleted_while_down_snapshot_on_restart() {
     s.caught_up(&mut p);
     write_rows(&s.db, "w2", 10);
     s.caught_up(&mut p);
-    let log = p.stop();
+    let log = p.stop().log;
     assert!(
         log.contains("snapshot"),
         "walstream should log the snapshot:\n{log}"
@@ -661,7 +565,7 @@ fn interference_truncate_checkpoint_while_down_then_writes() {
         .unwrap();
     s.caught_up(&mut p);
     drop(app);
-    let log = p.stop();
+    let log = p.stop().log;
     assert!(
         log.contains("snapshot"),
         "walstream should log the snapshot:\n{log}"
@@ -693,7 +597,7 @@ fn interference_database_replaced_while_running() {
     s.caught_up(&mut p);
     write_rows(&s.db, "after2", 10);
     s.caught_up(&mut p);
-    let log = p.stop();
+    let log = p.stop().log;
     assert!(
         log.contains("replaced"),
         "walstream should log the replacement:\n{log}"

@@ -1,4 +1,5 @@
-//! Test modules. `util` holds the shared helpers.
+//! Test modules. `util` holds the shared helpers, `harness` the one for a running replicator.
+pub mod harness;
 pub mod util;
 
 mod architecture;
@@ -16,8 +17,10 @@ mod fleet;
 mod fleet_util;
 mod follow;
 mod gcs;
+mod history;
 mod interference;
 mod litestream;
+mod replication;
 mod restore_bad_input;
 mod restore_fallback;
 mod restore_golden;

