@@ -224,7 +224,9 @@ impl Replica {
                     path: self.meta.root().to_path_buf(),
                     source,
                 })?;
-            let out = work.path().join(ltx::file_name(first.min_txid, last.max_txid));
+            let out = work
+                .path()
+                .join(ltx::file_name(first.min_txid, last.max_txid));
             let inputs: Vec<std::path::PathBuf> = chunk.iter().map(|f| f.path.clone()).collect();
             let out2 = out.clone();
             let merged = tokio::task::spawn_blocking(move || {

@@ -450,6 +450,13 @@ async fn upload_task(
                 }
                 ctx.state.set_error(Some(msg.clone()));
                 last_err = Some(msg);
+                if permanent && last_err.as_deref().is_some_and(|m| m.contains("fenced")) {
+                    // Another walstream took the replica over: this database stops uploading
+                    // (the error says who holds it), the others go on.
+                    error!(db = %ctx.path.display(), "not uploading to this replica any more");
+                    ctx.cancel.cancel();
+                    break;
+                }
                 if permanent {
                     ctx.shared.fatal(ServerError::Replica {
                         db: ctx.path.clone(),
@@ -533,6 +540,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
     let mut err_delay = Duration::from_millis(100);
     let mut last_err: Option<String> = None;
     let mut polled: Option<(u64, std::time::SystemTime)> = None;
+    let mut synced_once = false;
     let wal_path = {
         let db = ctx.db.lock().unwrap_or_else(|e| e.into_inner());
         db.wal_path().to_path_buf()
@@ -608,6 +616,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
         if due {
             need = false;
             last_sync = now;
+            synced_once = true;
             let r = ctx
                 .with_db(move |db| -> Result<bool, DbError> {
                     if l9 {
@@ -704,7 +713,8 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
         }
     }
     // Shutdown: one last sync (a cold database synced when it went cold), then let go of it.
-    if !warm && !need && ctx.signal.take() == Default::default() {
+    // A database never synced (the replica failed for good at start) is left untouched.
+    if !synced_once || (!warm && !need && ctx.signal.take() == Default::default()) {
         return;
     }
     let r = ctx
