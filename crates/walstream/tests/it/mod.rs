@@ -11,6 +11,7 @@ mod fault_proxy;
 mod faults;
 mod follow;
 mod gcs;
+mod idle;
 mod interference;
 mod litestream;
 mod restore_bad_input;
