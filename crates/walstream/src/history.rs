@@ -147,7 +147,10 @@ pub async fn enforce_retention(
     policy: &RetentionPolicy,
     now: SystemTime,
 ) -> Result<usize, HistoryError> {
-    Ok(enforce_retention_scheduled(store, policy, now).await?.0)
+    let all: Vec<u8> = crate::storage::ALL_LEVELS.collect();
+    Ok(enforce_retention_scheduled(store, policy, now, &all)
+        .await?
+        .0)
 }
 
 /// [`enforce_retention`], and when the next file would become deletable by age alone (`None`:
@@ -156,8 +159,14 @@ pub async fn enforce_retention_scheduled(
     store: &DynStore,
     policy: &RetentionPolicy,
     now: SystemTime,
+    levels: &[u8],
 ) -> Result<(usize, Option<SystemTime>), HistoryError> {
-    let files = list_all(store).await?;
+    // Only the levels this replicator writes (L0, its compaction levels, L9): a pass over
+    // every level made 10 LISTs, most of them of levels never used. Files of other levels are
+    // neither deleted nor needed by the check, so the plan stays conservative.
+    let files = crate::storage::list_levels(store.as_ref(), levels.iter().copied(), None)
+        .await
+        .map_err(|e| storage(store)(e.source))?;
     let next = crate::retention::next_deletion_due(&files, policy, now);
     let delete = plan_deletions(&files, policy, now);
     if delete.is_empty() {
@@ -228,6 +237,7 @@ pub async fn run(
     let mut retention_at = now;
     let mut retention_next: Option<SystemTime> = None;
     let tmp = meta.root().to_path_buf();
+    let listed_levels: Vec<u8> = (0..=levels as u8).chain([SNAPSHOT_LEVEL]).collect();
     // A replica without any snapshot gets one soon after start, as Litestream does.
     if last_snapshot.is_none() {
         (links.request_snapshot)();
@@ -306,7 +316,7 @@ pub async fn run(
             snapshot_at = next_aligned(now, opts.snapshot_interval);
         }
         if retention_due.is_some_and(|r| now >= r) {
-            match enforce_retention_scheduled(&store, &opts.retention, now).await {
+            match enforce_retention_scheduled(&store, &opts.retention, now, &listed_levels).await {
                 Ok((_, n)) => {
                     retention_dirty = false;
                     retention_next = n;

@@ -18,6 +18,7 @@ mod fleet_util;
 mod follow;
 mod gcs;
 mod history;
+mod idle;
 mod interference;
 mod litestream;
 mod replication;
