@@ -11,11 +11,6 @@ use crate::meta::{LocalLtx, MetaDir, MetaError};
 use crate::storage::retry::RetryPolicy;
 use crate::storage::{DynStore, StorageError, SNAPSHOT_LEVEL};
 
-/// A contiguous run of at least this many pending L0 files is uploaded merged.
-pub const BACKLOG_MERGE_MIN: usize = 8;
-/// At most this many L0 files go into one merged upload.
-pub const BACKLOG_MERGE_MAX: usize = 512;
-
 /// Litestream's `shutdown-sync-timeout` default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -188,71 +183,6 @@ impl Replica {
         self.prune_uploaded = prune;
     }
 
-    /// A backlog of many L0 files (the store was away, or far behind) goes up as merged L0
-    /// files of up to [`BACKLOG_MERGE_MAX`] TXIDs each, one PUT instead of one per TXID: 570
-    /// files kept during a 15 s outage took 19 s to upload one by one on moto. Only a contiguous
-    /// run right after the remote position is merged, and never across a snapshot, so the
-    /// replica stays gap-free and in order; the local files stay (compaction and the position
-    /// need them). Returns the number of merged files uploaded.
-    async fn upload_backlog_merged(&mut self, files: &[LocalLtx]) -> Result<usize, ReplicaError> {
-        let mut run: Vec<&LocalLtx> = Vec::new();
-        let mut next = self.remote.map_or(1, |r| r.0 + 1);
-        for f in files {
-            if f.max_txid.0 < next {
-                continue;
-            }
-            if f.min_txid.0 != next || self.snapshot_txids.contains(&f.max_txid) {
-                break;
-            }
-            run.push(f);
-            next = f.max_txid.0 + 1;
-        }
-        // Keep the newest file for the normal path: it is often still being followed closely.
-        run.pop();
-        if run.len() < BACKLOG_MERGE_MIN || self.remote.is_none() {
-            return Ok(0);
-        }
-        let mut n = 0;
-        for chunk in run.chunks(BACKLOG_MERGE_MAX) {
-            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
-                continue;
-            };
-            let work = tempfile::Builder::new()
-                .prefix(crate::meta::COMPACT_WORKDIR_PREFIX)
-                .tempdir_in(self.meta.root())
-                .map_err(|source| MetaError::Io {
-                    path: self.meta.root().to_path_buf(),
-                    source,
-                })?;
-            let out = work
-                .path()
-                .join(ltx::file_name(first.min_txid, last.max_txid));
-            let inputs: Vec<std::path::PathBuf> = chunk.iter().map(|f| f.path.clone()).collect();
-            let out2 = out.clone();
-            let merged = tokio::task::spawn_blocking(move || {
-                crate::compaction::merge_files(&inputs, &out2, 0)
-            })
-            .await;
-            match merged {
-                Ok(Ok(_)) => {}
-                // A file vanished or is unreadable: the one-by-one path deals with it.
-                _ => return Ok(n),
-            }
-            let merged = LocalLtx {
-                level: 0,
-                min_txid: first.min_txid,
-                max_txid: last.max_txid,
-                path: out,
-            };
-            self.upload(&merged).await?;
-            crate::failpoint::hit("upload.before_position");
-            debug!(replica = %self.store.describe(), min_txid = %merged.min_txid, max_txid = %merged.max_txid, files = chunk.len(), "L0 backlog uploaded as one file");
-            self.remote = Some(merged.max_txid);
-            n += 1;
-        }
-        Ok(n)
-    }
-
     /// Uploads every local file newer than the remote position: snapshots first, then L0 files
     /// in TXID order. Afterwards removes local files the store now holds, keeping the newest L0
     /// (it records the WAL position). Returns the number of files uploaded.
@@ -270,7 +200,6 @@ impl Replica {
         }
         let files = self.meta.list(0)?;
         let newest = files.last().map(|f| f.max_txid);
-        n += self.upload_backlog_merged(&files).await?;
         let mut asked_store = false;
         for f in &files {
             if Some(f.max_txid) <= self.remote {
