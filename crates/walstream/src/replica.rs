@@ -11,6 +11,39 @@ use crate::meta::{LocalLtx, MetaDir, MetaError};
 use crate::storage::retry::RetryPolicy;
 use crate::storage::{DynStore, StorageError, SNAPSHOT_LEVEL};
 
+/// Consecutive L0 files uploaded at once.
+pub const UPLOAD_WINDOW: usize = 8;
+
+/// Where L0 uploads resume after a start, from a listing of the store: the end of the L0 chain
+/// that continues the compacted levels without a hole. Uploads run several at once, so a kill
+/// can leave TXID N+1 on the store without N; resuming from the newest TXID would leave that
+/// hole for good, resuming here uploads N (and N+1 again, the same bytes). A jump onto an L9
+/// snapshot's TXID is part of the chain.
+pub fn contiguous_upload_position(listing: &[crate::storage::LtxFileInfo]) -> Option<TxId> {
+    let mut pos = listing
+        .iter()
+        .filter(|f| (1..SNAPSHOT_LEVEL).contains(&f.level))
+        .map(|f| f.max_txid)
+        .max();
+    let snapshots: std::collections::HashSet<TxId> = listing
+        .iter()
+        .filter(|f| f.level == SNAPSHOT_LEVEL)
+        .map(|f| f.max_txid)
+        .collect();
+    let mut l0: Vec<_> = listing.iter().filter(|f| f.level == 0).collect();
+    l0.sort_by_key(|f| (f.min_txid, f.max_txid));
+    for f in l0 {
+        if Some(f.max_txid) <= pos {
+            continue;
+        }
+        match pos {
+            Some(p) if f.min_txid.0 != p.0 + 1 && !snapshots.contains(&f.max_txid) => break,
+            _ => pos = Some(f.max_txid),
+        }
+    }
+    pos
+}
+
 /// Litestream's `shutdown-sync-timeout` default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -84,7 +117,7 @@ pub struct Replica {
     /// Set when the process is shutting down.
     stop: Option<Arc<AtomicBool>>,
     /// When the stop flag was first seen set during a retry.
-    stop_seen: Option<tokio::time::Instant>,
+    stop_seen: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// How long uploads keep retrying once the stop flag is set.
     shutdown_timeout: Duration,
     /// Delete uploaded local L0 files (all but the newest). Off while compaction runs: it reads
@@ -103,7 +136,7 @@ impl Replica {
             remote,
             retry: RetryPolicy::upload(),
             stop: None,
-            stop_seen: None,
+            stop_seen: std::sync::Mutex::new(None),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             prune_uploaded: true,
             snapshot_txids: std::collections::HashSet::new(),
@@ -137,20 +170,22 @@ impl Replica {
     /// Uploads one local file, retrying transient failures as `self.retry` says (by default
     /// without end: the file stays in the meta directory until it is on the store). Once the
     /// stop flag is set, retrying goes on for at most `shutdown_timeout` more.
-    async fn upload(&mut self, f: &LocalLtx) -> Result<(), ReplicaError> {
+    async fn upload(&self, f: &LocalLtx) -> Result<(), ReplicaError> {
         let header = MetaDir::read_header(&f.path)?;
         let created_at = UNIX_EPOCH + Duration::from_millis(header.timestamp.max(0) as u64);
         let key = format!("{}/{}", f.level, ltx::file_name(f.min_txid, f.max_txid));
         let store = &self.store;
         let stop = self.stop.clone();
         let shutdown_timeout = self.shutdown_timeout;
-        let stop_seen = &mut self.stop_seen;
+        let stop_seen = &self.stop_seen;
         let give_up = move || {
             if !stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
                 return false;
             }
-            let seen = *stop_seen.get_or_insert_with(tokio::time::Instant::now);
-            seen.elapsed() >= shutdown_timeout
+            let Ok(mut seen) = stop_seen.lock() else {
+                return true;
+            };
+            seen.get_or_insert_with(tokio::time::Instant::now).elapsed() >= shutdown_timeout
         };
         self.retry
             .run_until(store.kind(), &key, give_up, |attempt| {
@@ -201,8 +236,11 @@ impl Replica {
         let files = self.meta.list(0)?;
         let newest = files.last().map(|f| f.max_txid);
         let mut asked_store = false;
-        for f in &files {
+        let mut i = 0;
+        'files: while i < files.len() {
+            let f = &files[i];
             if Some(f.max_txid) <= self.remote {
+                i += 1;
                 continue;
             }
             // Upload strictly in TXID order. A directory listing may miss a file renamed into
@@ -219,6 +257,7 @@ impl Replica {
                 asked_store = true;
                 self.adopt_store_position().await?;
                 if Some(f.max_txid) <= self.remote {
+                    i += 1;
                     continue;
                 }
             }
@@ -228,19 +267,41 @@ impl Replica {
                 }
                 break;
             }
-            if let Err(e) = self.upload(f).await {
-                if f.path.exists() {
-                    return Err(e);
+            // Up to UPLOAD_WINDOW strictly consecutive files go up at once (a backlog after an
+            // outage uploads at several times the speed of one at a time). The position still
+            // moves in TXID order, over successes only; a kill can leave a later file on the
+            // store before an earlier one, which the start-up position
+            // ([`contiguous_upload_position`]) re-uploads.
+            let mut group = vec![f];
+            let mut j = i + 1;
+            while let Some(g) = files.get(j) {
+                let last = group.last().map_or(f.max_txid, |l| l.max_txid);
+                if group.len() >= UPLOAD_WINDOW
+                    || g.min_txid.0 != last.0 + 1
+                    || self.snapshot_txids.contains(&g.max_txid)
+                {
+                    break;
                 }
-                // Pruned while its upload was retried: the store covers it (see above).
-                debug!(replica = %self.store.describe(), txid = %f.max_txid, error = %e, "local L0 file gone during its upload; asking the store where it is");
-                self.adopt_store_position().await?;
-                break;
+                group.push(g);
+                j += 1;
             }
-            crate::failpoint::hit("upload.before_position");
-            debug!(replica = %self.store.describe(), txid = %f.max_txid, "L0 uploaded");
-            self.remote = Some(f.max_txid);
-            n += 1;
+            let results = futures::future::join_all(group.iter().map(|g| self.upload(g))).await;
+            for (g, r) in group.iter().zip(results) {
+                if let Err(e) = r {
+                    if g.path.exists() {
+                        return Err(e);
+                    }
+                    // Pruned while its upload was retried: the store covers it (see above).
+                    debug!(replica = %self.store.describe(), txid = %g.max_txid, error = %e, "local L0 file gone during its upload; asking the store where it is");
+                    self.adopt_store_position().await?;
+                    break 'files;
+                }
+                crate::failpoint::hit("upload.before_position");
+                debug!(replica = %self.store.describe(), txid = %g.max_txid, "L0 uploaded");
+                self.remote = Some(g.max_txid);
+                n += 1;
+            }
+            i = j;
         }
         if self.prune_uploaded {
             for f in &files {
@@ -250,5 +311,29 @@ impl Replica {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguous_upload_position_stops_at_a_hole_and_jumps_onto_snapshots() {
+        use crate::storage::LtxFileInfo;
+        let f = |level: u8, min: u64, max: u64| LtxFileInfo {
+            level,
+            min_txid: TxId(min),
+            max_txid: TxId(max),
+            size: 1,
+            created_at: std::time::UNIX_EPOCH,
+        };
+        assert_eq!(contiguous_upload_position(&[]), None);
+        let l = [f(0, 1, 1), f(0, 2, 2), f(0, 4, 4), f(0, 5, 5)];
+        assert_eq!(contiguous_upload_position(&l), Some(TxId(2)));
+        let l = [f(1, 1, 3), f(0, 1, 1), f(0, 4, 4), f(0, 6, 6)];
+        assert_eq!(contiguous_upload_position(&l), Some(TxId(4)));
+        let l = [f(0, 1, 1), f(9, 1, 7), f(0, 7, 7), f(0, 8, 8)];
+        assert_eq!(contiguous_upload_position(&l), Some(TxId(8)));
     }
 }
