@@ -119,6 +119,8 @@ struct Ctx {
     want_l9: AtomicBool,
     /// Whether the watcher covers this database (else the WAL is polled).
     watched: bool,
+    /// The replica failed for good at start: the database is not touched.
+    doomed: AtomicBool,
 }
 
 impl Ctx {
@@ -210,6 +212,7 @@ async fn run(
         cancel,
         want_l9: AtomicBool::new(false),
         watched,
+        doomed: AtomicBool::new(false),
     });
     let (wrote_tx, wrote_rx) = watch::channel(0u64);
     let (ready_tx, ready_rx) = watch::channel(false);
@@ -278,10 +281,9 @@ async fn connect(
                 }
             }
         };
-        let r = tokio::select! {
-            _ = ctx.cancel.cancelled() => return Ok(None),
-            r = attempt => r,
-        };
+        // An attempt is not cut short by shutdown (the store's own timeouts bound it): a
+        // database added just before shutdown still gets its final sync uploaded.
+        let r = attempt.await;
         match r {
             Ok((store, lease, listing)) => {
                 if failed {
@@ -346,6 +348,7 @@ async fn upload_task(
                 },
             };
             ctx.shared.fatal(source);
+            ctx.doomed.store(true, Ordering::SeqCst);
             ctx.cancel.cancel();
             let _ = ready.send(true);
             let _ = wal.await;
@@ -518,11 +521,11 @@ async fn upload_task(
 /// The WAL side: sync on events, probe for app checkpoints while warm, go cold when quiet.
 async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Receiver<bool>) {
     // Wait for the replica's position (or its first failure) before the first sync, so that a
-    // fresh meta directory numbers its files after the replica's.
+    // fresh meta directory numbers its files after the replica's. The uploader always answers
+    // (connected, failed once, failed for good, or shut down while the store was away).
     while !*ready.borrow_and_update() {
-        tokio::select! {
-            _ = ctx.cancel.cancelled() => break,
-            r = ready.changed() => { if r.is_err() { break; } }
+        if ready.changed().await.is_err() {
+            break;
         }
     }
     let opts = ctx.shared.opts.clone();
@@ -540,7 +543,6 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
     let mut err_delay = Duration::from_millis(100);
     let mut last_err: Option<String> = None;
     let mut polled: Option<(u64, std::time::SystemTime)> = None;
-    let mut synced_once = false;
     let wal_path = {
         let db = ctx.db.lock().unwrap_or_else(|e| e.into_inner());
         db.wal_path().to_path_buf()
@@ -616,7 +618,6 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
         if due {
             need = false;
             last_sync = now;
-            synced_once = true;
             let r = ctx
                 .with_db(move |db| -> Result<bool, DbError> {
                     if l9 {
@@ -713,8 +714,10 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
         }
     }
     // Shutdown: one last sync (a cold database synced when it went cold), then let go of it.
-    // A database never synced (the replica failed for good at start) is left untouched.
-    if !synced_once || (!warm && !need && ctx.signal.take() == Default::default()) {
+    // A database whose replica failed for good at start is left untouched.
+    if ctx.doomed.load(Ordering::SeqCst)
+        || (!warm && !need && ctx.signal.take() == Default::default())
+    {
         return;
     }
     let r = ctx
