@@ -11,8 +11,11 @@ use crate::meta::{LocalLtx, MetaDir, MetaError};
 use crate::storage::retry::RetryPolicy;
 use crate::storage::{DynStore, StorageError, SNAPSHOT_LEVEL};
 
-/// Consecutive L0 files uploaded at once.
-pub const UPLOAD_WINDOW: usize = 8;
+/// Consecutive L0 files uploaded at once. 1: with 8, the crash loop found a kill mid-window
+/// leaving only TXID 2 on a new replica (no chain from 1: restore failed until the restart
+/// re-uploaded 1). Parallel uploads need the later files held back until the earlier ones
+/// land (issue 9: the store-down catch-up is still one file at a time).
+pub const UPLOAD_WINDOW: usize = 1;
 
 /// Where L0 uploads resume after a start, from a listing of the store: the end of the L0 chain
 /// that continues the compacted levels without a hole. Uploads run several at once, so a kill
