@@ -364,7 +364,7 @@ async fn upload_task(
     ctx.state.connected.store(true, Ordering::Relaxed);
     ctx.state.set_error(None);
     let remote = max_level_txid(&listing, SNAPSHOT_LEVEL);
-    let upload_from = replica::contiguous_upload_position(&listing);
+    let upload_from = max_level_txid(&listing, SNAPSHOT_LEVEL - 1);
     let provisional = fresh && was_down;
     let reconciled = ctx
         .with_db(move |db| -> Result<(), DbError> {
