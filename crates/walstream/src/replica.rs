@@ -17,36 +17,6 @@ use crate::storage::{DynStore, StorageError, SNAPSHOT_LEVEL};
 /// land (issue 9: the store-down catch-up is still one file at a time).
 pub const UPLOAD_WINDOW: usize = 1;
 
-/// Where L0 uploads resume after a start, from a listing of the store: the end of the L0 chain
-/// that continues the compacted levels without a hole. Uploads run several at once, so a kill
-/// can leave TXID N+1 on the store without N; resuming from the newest TXID would leave that
-/// hole for good, resuming here uploads N (and N+1 again, the same bytes). A jump onto an L9
-/// snapshot's TXID is part of the chain.
-pub fn contiguous_upload_position(listing: &[crate::storage::LtxFileInfo]) -> Option<TxId> {
-    let mut pos = listing
-        .iter()
-        .filter(|f| (1..SNAPSHOT_LEVEL).contains(&f.level))
-        .map(|f| f.max_txid)
-        .max();
-    let snapshots: std::collections::HashSet<TxId> = listing
-        .iter()
-        .filter(|f| f.level == SNAPSHOT_LEVEL)
-        .map(|f| f.max_txid)
-        .collect();
-    let mut l0: Vec<_> = listing.iter().filter(|f| f.level == 0).collect();
-    l0.sort_by_key(|f| (f.min_txid, f.max_txid));
-    for f in l0 {
-        if Some(f.max_txid) <= pos {
-            continue;
-        }
-        match pos {
-            Some(p) if f.min_txid.0 != p.0 + 1 && !snapshots.contains(&f.max_txid) => break,
-            _ => pos = Some(f.max_txid),
-        }
-    }
-    pos
-}
-
 /// Litestream's `shutdown-sync-timeout` default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -273,8 +243,7 @@ impl Replica {
             // Up to UPLOAD_WINDOW strictly consecutive files go up at once (a backlog after an
             // outage uploads at several times the speed of one at a time). The position still
             // moves in TXID order, over successes only; a kill can leave a later file on the
-            // store before an earlier one, which the start-up position
-            // ([`contiguous_upload_position`]) re-uploads.
+            // store before an earlier one, which is why the window is 1 (see UPLOAD_WINDOW).
             let mut group = vec![f];
             let mut j = i + 1;
             while let Some(g) = files.get(j) {
@@ -314,29 +283,5 @@ impl Replica {
             }
         }
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn contiguous_upload_position_stops_at_a_hole_and_jumps_onto_snapshots() {
-        use crate::storage::LtxFileInfo;
-        let f = |level: u8, min: u64, max: u64| LtxFileInfo {
-            level,
-            min_txid: TxId(min),
-            max_txid: TxId(max),
-            size: 1,
-            created_at: std::time::UNIX_EPOCH,
-        };
-        assert_eq!(contiguous_upload_position(&[]), None);
-        let l = [f(0, 1, 1), f(0, 2, 2), f(0, 4, 4), f(0, 5, 5)];
-        assert_eq!(contiguous_upload_position(&l), Some(TxId(2)));
-        let l = [f(1, 1, 3), f(0, 1, 1), f(0, 4, 4), f(0, 6, 6)];
-        assert_eq!(contiguous_upload_position(&l), Some(TxId(4)));
-        let l = [f(0, 1, 1), f(9, 1, 7), f(0, 7, 7), f(0, 8, 8)];
-        assert_eq!(contiguous_upload_position(&l), Some(TxId(8)));
     }
 }
