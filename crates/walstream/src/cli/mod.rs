@@ -149,6 +149,9 @@ pub fn init_logging(level: Option<&str>) {
         .to_ascii_lowercase();
     let level = match level.as_str() {
         "warning" => "warn".to_string(),
+        // object_store logs each of its own quick retries at INFO; walstream reports the
+        // outcome itself (one line when the store goes away, one when it is back).
+        "info" => "info,object_store=warn".to_string(),
         _ => level,
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&level)

@@ -121,9 +121,18 @@ struct Ctx {
     watched: bool,
     /// The replica failed for good at start: the database is not touched.
     doomed: AtomicBool,
+    /// Woken by the uploader after each pass: the WAL task may sync what it held back.
+    drained: tokio::sync::Notify,
 }
 
 impl Ctx {
+    /// Whether the uploader has not yet put everything written locally on the store (an upload
+    /// in flight, or the store away). While it has not, the WAL task holds commits back and
+    /// ships them as one file: pages rewritten meanwhile go up once.
+    fn uploading(&self) -> bool {
+        self.state.local.load(Ordering::Relaxed) > self.state.remote.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on the database in the worker pool. Keeps the server's open count right.
     async fn with_db<T: Send + 'static>(
         self: &Arc<Self>,
@@ -213,6 +222,7 @@ async fn run(
         want_l9: AtomicBool::new(false),
         watched,
         doomed: AtomicBool::new(false),
+        drained: tokio::sync::Notify::new(),
     });
     let (wrote_tx, wrote_rx) = watch::channel(0u64);
     let (ready_tx, ready_rx) = watch::channel(false);
@@ -474,6 +484,7 @@ async fn upload_task(
         if let Some(t) = rep.remote_txid() {
             ctx.state.remote.store(t.0, Ordering::Relaxed);
         }
+        ctx.drained.notify_one();
         up_tx.send_if_modified(|cur| {
             let changed = *cur != rep.remote_txid();
             *cur = rep.remote_txid();
@@ -559,7 +570,11 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
         if let Some(b) = backoff_until {
             at(b);
         } else if need {
-            at(now);
+            if warm && ctx.uploading() {
+                at(last_sync + opts.coalesce_for);
+            } else {
+                at(now);
+            }
         }
         if warm {
             at(next_probe);
@@ -572,6 +587,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
             tokio::select! {
                 _ = ctx.cancel.cancelled() => break,
                 _ = ctx.signal.notified() => {}
+                _ = ctx.drained.notified(), if need => {}
                 _ = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
@@ -614,7 +630,10 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
             continue;
         }
         backoff_until = None;
-        let due = need || (warm && now >= last_sync + monitor);
+        // Commits wait while an upload is in flight (at most `coalesce_for`), then go up as one
+        // file. Never while cold (the guard is not held), nor for a requested snapshot.
+        let hold = warm && !l9 && ctx.uploading() && now < last_sync + opts.coalesce_for;
+        let due = (need && !hold) || (warm && now >= last_sync + monitor);
         if due {
             need = false;
             last_sync = now;

@@ -59,6 +59,9 @@ pub struct ServerOptions {
     pub probe_fast: Duration,
     /// Slow probe interval (50 ms).
     pub probe_slow: Duration,
+    /// While an upload is in flight, new commits wait at most this long and then go up as one
+    /// file (default 1 s, Litestream's sync interval). An idle replica ships at once.
+    pub coalesce_for: Duration,
     /// Stores contacted at once while databases start (bounds the burst at start-up).
     pub connect_concurrency: usize,
     /// Final uploads keep retrying this long at shutdown (`shutdown-sync-timeout`).
@@ -84,6 +87,7 @@ impl Default for ServerOptions {
             probe_fast_for: Duration::from_secs(1),
             probe_fast: Duration::from_millis(5),
             probe_slow: Duration::from_millis(50),
+            coalesce_for: Duration::from_secs(1),
             connect_concurrency: 32,
             shutdown_timeout: crate::replica::DEFAULT_SHUTDOWN_TIMEOUT,
             max_open: (nofile.saturating_sub(256) / 6).max(16),
