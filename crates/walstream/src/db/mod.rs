@@ -174,6 +174,9 @@ pub struct Db {
     foreign_checkpoint_at: Option<Instant>,
     /// Set while walstream restarts the WAL itself, so that restart is not counted as foreign.
     own_restart: bool,
+    /// The last sync found frames of the current generation past the WAL-index's mxFrame: a
+    /// writer is between writing its commit and publishing it (no file event follows that).
+    unpublished: bool,
     identity: Option<(u64, u64)>,
     /// The database file, opened once per connection lifetime and closed only after the SQLite
     /// connections: closing *any* descriptor of a file drops every POSIX lock this process holds
@@ -221,6 +224,7 @@ impl Db {
             synced_since_checkpoint: false,
             foreign_checkpoint_at: None,
             own_restart: false,
+            unpublished: false,
             identity: None,
             db_file: None,
             page_buf: Vec::new(),
@@ -237,6 +241,14 @@ impl Db {
     /// The meta directory.
     pub fn meta(&self) -> &MetaDir {
         &self.meta
+    }
+
+    /// Whether the last sync saw frames written past the WAL-index's committed end (a commit
+    /// being published, a rolled-back spill or a writer killed mid-commit). The publication
+    /// itself is a write to the memory-mapped `-shm` that no file event reports, so the caller
+    /// looks again shortly.
+    pub fn saw_unpublished_frames(&self) -> bool {
+        self.unpublished
     }
 
     /// TXID of the newest local L0 file.

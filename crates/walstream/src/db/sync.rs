@@ -89,6 +89,7 @@ impl Db {
     }
 
     pub(super) fn sync_inner(&mut self) -> Result<Option<SyncOutcome>, DbError> {
+        self.unpublished = false;
         if let Some(reason) = self.force_snapshot {
             return self.snapshot(reason).map(Some);
         }
@@ -139,6 +140,16 @@ impl Db {
         if let Some((s1, s2, mx)) = shm {
             if (s1, s2) == (hdr.salt1, hdr.salt2) {
                 let committed_end = WAL_HEADER_SIZE + u64::from(mx) * frame;
+                self.unpublished = wal_reader::frame_continues(
+                    &wal,
+                    &self.wal_path,
+                    committed_end,
+                    self.page_size,
+                    hdr.big_endian_checksums,
+                    (hdr.salt1, hdr.salt2),
+                    None,
+                )
+                .unwrap_or(false);
                 max_bytes = max_bytes.min(committed_end.saturating_sub(start));
                 if max_bytes == 0 {
                     return Ok(None);

@@ -552,6 +552,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
     let mut fast_until = Instant::now();
     let mut backoff_until: Option<Instant> = None;
     let mut err_delay = Duration::from_millis(100);
+    let mut publish_wait = Duration::from_millis(1);
     let mut last_err: Option<String> = None;
     let mut polled: Option<(u64, std::time::SystemTime)> = None;
     let wal_path = {
@@ -602,6 +603,9 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
             tracing::trace!(db = %ctx.path.display(), ?ev, "file event");
             last_event = now;
             need = true;
+            if ev.wal {
+                publish_wait = Duration::from_millis(1);
+            }
             if ev.db {
                 fast_until = now + opts.probe_fast_for;
                 next_probe = now;
@@ -638,7 +642,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
             need = false;
             last_sync = now;
             let r = ctx
-                .with_db(move |db| -> Result<bool, DbError> {
+                .with_db(move |db| -> Result<(bool, bool), DbError> {
                     if l9 {
                         db.request_l9_snapshot();
                     }
@@ -649,15 +653,27 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
                             None => break,
                         }
                     }
+                    let unpublished = db.saw_unpublished_frames();
                     db.maybe_checkpoint()?;
                     db.yield_to_app_checkpoint()?;
-                    Ok(wrote_any)
+                    Ok((wrote_any, unpublished))
                 })
                 .await;
             match r {
-                Some(Ok(wrote_any)) => {
+                Some(Ok((wrote_any, unpublished))) => {
                     if wrote_any {
                         wrote.send_modify(|g| *g += 1);
+                    }
+                    // A commit written but not yet published in the WAL-index: look again
+                    // soon (1, 2, 4 ... 64 ms; a writer killed mid-commit or a rolled-back
+                    // spill leaves such frames for good, so give up after about 0.25 s).
+                    if !unpublished || wrote_any {
+                        publish_wait = Duration::from_millis(1);
+                    }
+                    if unpublished && publish_wait < Duration::from_millis(128) {
+                        need = true;
+                        backoff_until = Some(now + publish_wait);
+                        publish_wait *= 2;
                     }
                     if last_err.take().is_some() {
                         info!(db = %ctx.path.display(), "syncing again");

@@ -20,6 +20,7 @@ mod gcs;
 mod history;
 mod idle;
 mod interference;
+mod lag;
 mod litestream;
 mod replication;
 mod restore_bad_input;
