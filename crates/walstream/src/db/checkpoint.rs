@@ -112,6 +112,16 @@ impl Db {
         Ok(())
     }
 
+    /// Whether the WAL-index counts at least `min-checkpoint-page-count` committed frames: a
+    /// sync now lets the checkpoint after it keep the WAL bounded, so commits are not held back
+    /// for coalescing. Reads 96 bytes of the `-shm`; `false` while cold.
+    pub fn wal_at_checkpoint_threshold(&self) -> bool {
+        self.probe
+            .as_ref()
+            .and_then(|p| p.committed_frames())
+            .is_some_and(|(_, _, mx)| u64::from(mx) >= self.opts.min_checkpoint_page_count)
+    }
+
     pub(super) fn live_frames(&self, frame: u64) -> u64 {
         let Some(pos) = self.pos else { return 0 };
         let Ok(Some((_, Some(h)))) = self.open_wal() else {

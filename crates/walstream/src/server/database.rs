@@ -636,7 +636,16 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
         backoff_until = None;
         // Commits wait while an upload is in flight (at most `coalesce_for`), then go up as one
         // file. Never while cold (the guard is not held), nor for a requested snapshot.
-        let hold = warm && !l9 && ctx.uploading() && now < last_sync + opts.coalesce_for;
+        // Nor once the WAL reaches the checkpoint threshold: the sync lets the checkpoint run.
+        let hold = need
+            && warm
+            && !l9
+            && ctx.uploading()
+            && now < last_sync + opts.coalesce_for
+            && !ctx
+                .db
+                .try_lock()
+                .is_ok_and(|db| db.wal_at_checkpoint_threshold());
         let due = (need && !hold) || (warm && now >= last_sync + monitor);
         if due {
             need = false;
