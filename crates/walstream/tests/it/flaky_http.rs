@@ -281,12 +281,12 @@ async fn flaky_http_replication_never_gives_up() {
     assert_eq!(logical_digest(&out), want);
 }
 
-/// The faults are on before `replicate` starts, so its first requests (the lease, the first
-/// listings) meet them: it never exits, and once they stop it catches up.
+/// The start phase: `replicate` is started again and again (killed with SIGKILL after 2 s of
+/// writes each time) with the faults on from its first request (the lease, the listings, the
+/// stale-upload sweep, the first uploads), until each fault kind met >= 20 starting requests.
+/// No start exits on its own; once the faults stop, the last one catches up and the restore
+/// equals the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 9, open: replicate never exits and catches up, but the start phase injects \
-            ~34 faults in all (4-7 of each kind), not >= 20 of each: the connect retry backs off \
-            to 5 s; run with --ignored"]
 async fn flaky_http_start_never_gives_up() {
     let bucket = new_bucket("flaky-start");
     let proxy = FaultProxy::start(&moto());
@@ -294,25 +294,56 @@ async fn flaky_http_start_never_gives_up() {
     let dir = tempdir();
     let (path, app) = app_db(dir.path());
     commit(&app, 20, 300);
-    // Its first requests all fail: a garbage answer, then a reset, then junk left behind.
-    proxy.set_config(FaultConfig {
-        garbage_first: 2,
-        reset_first: 2,
-        junk_first: 1,
-        ..flaky_live(37)
-    });
-    let mut rep = start_replicate(
-        &path,
-        &s3_url(&bucket, &proxy.endpoint()),
-        &dir.path().join("replicate.log"),
-    );
-    write_through_faults(&mut rep, &proxy, &app, Duration::from_secs(45), "start").await;
+    let log = dir.path().join("replicate.log");
+    let t0 = Instant::now();
+    let mut starts = 0u64;
+    let mut rep = loop {
+        // Denser faults than the replication phase: a start makes a few dozen requests.
+        proxy.set_config(FaultConfig {
+            garbage: 0.1,
+            reset: 0.1,
+            junk: 0.15,
+            cut: 0.3,
+            ..flaky_live(37 + starts)
+        });
+        starts += 1;
+        let mut rep = start_replicate(&path, &s3_url(&bucket, &proxy.endpoint()), &log);
+        let this = Instant::now();
+        while this.elapsed() < Duration::from_secs(2) {
+            assert_running(&mut rep, "start");
+            commit(&app, 2, 400);
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        assert_running(&mut rep, "start");
+        if enough(&proxy) {
+            break rep;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(150),
+            "start: not enough faults after {starts} starts ({})",
+            proxy.counts()
+        );
+        rep.child.kill().unwrap();
+        rep.child.wait().unwrap();
+    };
     proxy.set_enabled(false);
     let counts = proxy.counts();
     let want = logical_digest(&path);
     let took = wait_caught_up(&mut rep, &direct, &want, dir.path(), "start").await;
-    eprintln!("start phase: {counts}; caught up {took:?} after the faults stopped");
+    eprintln!(
+        "start phase: {starts} starts in {:?}: {counts}; caught up {took:?} after the faults stopped",
+        t0.elapsed()
+    );
     assert_enough(&proxy, "start");
     let log = rep.stop();
     assert!(!log.contains("panicked"), "{log}");
+    let out = dir.path().join("final.db");
+    walstream(&[
+        "restore",
+        "-o",
+        out.to_str().unwrap(),
+        &s3_url(&bucket, &moto()),
+    ])
+    .success();
+    assert_eq!(logical_digest(&out), want);
 }
