@@ -11,12 +11,6 @@ use crate::meta::{LocalLtx, MetaDir, MetaError};
 use crate::storage::retry::RetryPolicy;
 use crate::storage::{DynStore, StorageError, SNAPSHOT_LEVEL};
 
-/// Consecutive L0 files uploaded at once. 1: with 8, the crash loop found a kill mid-window
-/// leaving only TXID 2 on a new replica (no chain from 1: restore failed until the restart
-/// re-uploaded 1). Parallel uploads need the later files held back until the earlier ones
-/// land (issue 9: the store-down catch-up is still one file at a time).
-pub const UPLOAD_WINDOW: usize = 1;
-
 /// Litestream's `shutdown-sync-timeout` default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -210,7 +204,7 @@ impl Replica {
         let newest = files.last().map(|f| f.max_txid);
         let mut asked_store = false;
         let mut i = 0;
-        'files: while i < files.len() {
+        while i < files.len() {
             let f = &files[i];
             if Some(f.max_txid) <= self.remote {
                 i += 1;
@@ -240,40 +234,24 @@ impl Replica {
                 }
                 break;
             }
-            // Up to UPLOAD_WINDOW strictly consecutive files go up at once (a backlog after an
-            // outage uploads at several times the speed of one at a time). The position still
-            // moves in TXID order, over successes only; a kill can leave a later file on the
-            // store before an earlier one, which is why the window is 1 (see UPLOAD_WINDOW).
-            let mut group = vec![f];
-            let mut j = i + 1;
-            while let Some(g) = files.get(j) {
-                let last = group.last().map_or(f.max_txid, |l| l.max_txid);
-                if group.len() >= UPLOAD_WINDOW
-                    || g.min_txid.0 != last.0 + 1
-                    || self.snapshot_txids.contains(&g.max_txid)
-                {
-                    break;
+            // One file at a time, in TXID order: a kill can never leave a later file on the
+            // store without an earlier one. (Eight at once did, in the crash loop: a replica
+            // holding TXID 2 without 1. A backlog stays small instead: commits wait while an
+            // upload is in flight and go up as one file, see server::database.)
+            if let Err(e) = self.upload(f).await {
+                if f.path.exists() {
+                    return Err(e);
                 }
-                group.push(g);
-                j += 1;
+                // Pruned while its upload was retried: the store covers it (see above).
+                debug!(replica = %self.store.describe(), txid = %f.max_txid, error = %e, "local L0 file gone during its upload; asking the store where it is");
+                self.adopt_store_position().await?;
+                break;
             }
-            let results = futures::future::join_all(group.iter().map(|g| self.upload(g))).await;
-            for (g, r) in group.iter().zip(results) {
-                if let Err(e) = r {
-                    if g.path.exists() {
-                        return Err(e);
-                    }
-                    // Pruned while its upload was retried: the store covers it (see above).
-                    debug!(replica = %self.store.describe(), txid = %g.max_txid, error = %e, "local L0 file gone during its upload; asking the store where it is");
-                    self.adopt_store_position().await?;
-                    break 'files;
-                }
-                crate::failpoint::hit("upload.before_position");
-                debug!(replica = %self.store.describe(), txid = %g.max_txid, "L0 uploaded");
-                self.remote = Some(g.max_txid);
-                n += 1;
-            }
-            i = j;
+            crate::failpoint::hit("upload.before_position");
+            debug!(replica = %self.store.describe(), txid = %f.max_txid, "L0 uploaded");
+            self.remote = Some(f.max_txid);
+            n += 1;
+            i += 1;
         }
         if self.prune_uploaded {
             for f in &files {

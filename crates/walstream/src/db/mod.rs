@@ -251,6 +251,12 @@ impl Db {
         self.unpublished
     }
 
+    /// Whether another process holds SQLite's writer lock (a commit may be on its way to the
+    /// WAL-index). `false` while cold.
+    pub fn writer_active(&self) -> bool {
+        self.probe.as_ref().is_some_and(|p| p.writer().is_some())
+    }
+
     /// TXID of the newest local L0 file.
     pub fn local_txid(&self) -> Option<TxId> {
         self.pos.map(|p| p.txid)

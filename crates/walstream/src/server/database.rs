@@ -553,6 +553,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
     let mut backoff_until: Option<Instant> = None;
     let mut err_delay = Duration::from_millis(100);
     let mut publish_wait = Duration::from_millis(1);
+    let mut publish_idle = 0u32;
     let mut last_err: Option<String> = None;
     let mut polled: Option<(u64, std::time::SystemTime)> = None;
     let wal_path = {
@@ -605,6 +606,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
             need = true;
             if ev.wal {
                 publish_wait = Duration::from_millis(1);
+                publish_idle = 0;
             }
             if ev.db {
                 fast_until = now + opts.probe_fast_for;
@@ -651,7 +653,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
             need = false;
             last_sync = now;
             let r = ctx
-                .with_db(move |db| -> Result<(bool, bool), DbError> {
+                .with_db(move |db| -> Result<(bool, bool, bool), DbError> {
                     if l9 {
                         db.request_l9_snapshot();
                     }
@@ -663,26 +665,33 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
                         }
                     }
                     let unpublished = db.saw_unpublished_frames();
+                    let writing = unpublished && db.writer_active();
                     db.maybe_checkpoint()?;
                     db.yield_to_app_checkpoint()?;
-                    Ok((wrote_any, unpublished))
+                    Ok((wrote_any, unpublished, writing))
                 })
                 .await;
             match r {
-                Some(Ok((wrote_any, unpublished))) => {
+                Some(Ok((wrote_any, unpublished, writing))) => {
                     if wrote_any {
                         wrote.send_modify(|g| *g += 1);
                     }
-                    // A commit written but not yet published in the WAL-index: look again
-                    // soon (1, 2, 4 ... 64 ms; a writer killed mid-commit or a rolled-back
-                    // spill leaves such frames for good, so give up after about 0.25 s).
+                    // A commit written but not yet published in the WAL-index (its writer
+                    // may be in fsync between the two): look again soon, every 1, 2, 4 ... 16
+                    // ms for as long as a writer holds the lock; without one (a writer killed
+                    // mid-commit, a rolled-back spill) such frames stay for good, so twice more
+                    // at most.
                     if !unpublished || wrote_any {
                         publish_wait = Duration::from_millis(1);
+                        publish_idle = 0;
                     }
-                    if unpublished && publish_wait < Duration::from_millis(128) {
+                    if unpublished && (writing || publish_idle < 2) {
+                        if !writing {
+                            publish_idle += 1;
+                        }
                         need = true;
                         backoff_until = Some(now + publish_wait);
-                        publish_wait *= 2;
+                        publish_wait = (publish_wait * 2).min(Duration::from_millis(16));
                     }
                     if last_err.take().is_some() {
                         info!(db = %ctx.path.display(), "syncing again");

@@ -87,6 +87,12 @@ impl ShmProbe {
         ((s1, s2) == (t1, t2)).then_some((s1, s2, n))
     }
 
+    /// The pid of another process holding the writer lock: a transaction is being written (or
+    /// a blocking checkpoint runs).
+    pub fn writer(&self) -> Option<i32> {
+        self.holder(WRITE_LOCK)
+    }
+
     /// Whether another process holds the checkpointer lock.
     pub fn checkpoint_in_progress(&self) -> bool {
         self.holder(CKPT_LOCK).is_some()
