@@ -21,6 +21,7 @@ mod history;
 mod idle;
 mod interference;
 mod litestream;
+mod ops;
 mod replication;
 mod restore_bad_input;
 mod restore_fallback;
