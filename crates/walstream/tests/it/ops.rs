@@ -160,6 +160,23 @@ impl Drop for Walstream {
     }
 }
 
+/// Kills the app (by the pid in its state file) when a test ends, so that a failing test leaves
+/// no app running.
+struct AppGuard(PathBuf);
+
+impl Drop for AppGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = app_pid(&self.0) {
+            if !gone(pid) {
+                // SAFETY: kill(2) on the app this test started.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
 /// Waits until `f` holds (at most `limit`).
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -229,6 +246,7 @@ fn ops_exec_first_boot_empty_second_boot_restores_sigterm_reaches_the_app() {
     let db = d.join("app.db");
     let replica = d.join("replica");
     let state = d.join("app.state");
+    let _guard = AppGuard(state.clone());
     let env = [
         (APP_DB, db.to_str().unwrap()),
         (APP_STATE, state.to_str().unwrap()),
@@ -346,6 +364,7 @@ fn ops_exec_app_exiting_on_its_own_passes_its_code_after_the_final_sync() {
     let db = d.join("app.db");
     let replica = d.join("replica");
     let state = d.join("app.state");
+    let _guard = AppGuard(state.clone());
     let cmd = app_cmd();
     let mut w = Walstream::start(
         d,
@@ -399,6 +418,7 @@ fn ops_exec_child_dies_with_walstream_even_on_sigkill() {
     let d = dir.path();
     let db = d.join("app.db");
     let state = d.join("app.state");
+    let _guard = AppGuard(state.clone());
     let cmd = app_cmd();
     let mut w = Walstream::start(
         d,
