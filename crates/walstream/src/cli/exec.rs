@@ -180,7 +180,10 @@ mod tests {
             e.contains("/nonexistent/app") && e.contains("No such file"),
             "{e}"
         );
-        let e = check_program("/etc/hostname").unwrap_err().to_string();
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let e = check_program(f.path().to_str().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not an executable"), "{e}");
     }
 

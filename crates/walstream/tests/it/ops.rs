@@ -702,3 +702,32 @@ fn ops_demo_writes_reports_lag_checks_restores_and_stops_on_sigint() {
         util::logical_digest(&d.join("demo.db"))
     );
 }
+
+#[test]
+fn ops_exec_sigint_is_forwarded_too() {
+    let dir = util::tempdir();
+    let d = dir.path();
+    let db = d.join("app.db");
+    let mut w = Walstream::start(
+        d,
+        "run",
+        &[
+            "replicate",
+            "-exec",
+            "sleep 120",
+            db.to_str().unwrap(),
+            d.join("r").to_str().unwrap(),
+        ],
+        &[],
+    );
+    wait_for("the app to start", Duration::from_secs(30), || {
+        w.stderr().contains("started the -exec command")
+    });
+    let started = Instant::now();
+    w.signal(libc::SIGINT);
+    let (code, _, err) = w.wait(Duration::from_secs(60));
+    // sleep dies of the forwarded SIGINT: 128 + 2, well before its 120 s.
+    assert_eq!(code, Some(128 + libc::SIGINT), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(err.contains("forwarding it to the -exec command"), "{err}");
+}
