@@ -731,3 +731,123 @@ fn ops_exec_sigint_is_forwarded_too() {
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(err.contains("forwarding it to the -exec command"), "{err}");
 }
+
+/// moto's endpoint (scripts/servers/moto.sh); the test fails saying what to run without it.
+fn moto() -> String {
+    match std::env::var("WALSTREAM_TEST_S3_ENDPOINT") {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "WALSTREAM_TEST_S3_ENDPOINT is not set: this test needs moto. Run scripts/test.sh, or \
+             source scripts/servers/lib.sh and scripts/servers/moto.sh first"
+        ),
+    }
+}
+
+/// Creates a bucket in moto (unsigned, as moto allows).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "create bucket {bucket}: {resp}"
+    );
+}
+
+#[test]
+fn ops_s3_restore_on_start_fresh_then_restored_and_missing_bucket_fails() {
+    let endpoint = moto();
+    let bucket = format!(
+        "it-ops-{}-{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    create_bucket(&endpoint, &bucket);
+    let s3 =
+        |b: &str| format!("s3://{b}/app?endpoint={endpoint}&region=us-east-1&forcePathStyle=true");
+    let url = s3(&bucket);
+    let dir = util::tempdir();
+    let d = dir.path();
+    let db = d.join("app.db");
+    let state = d.join("app.state");
+    let _guard = AppGuard(state.clone());
+    let cmd = app_cmd();
+    let keys: Vec<(String, String)> = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        .iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                std::env::var(k).unwrap_or_else(|_| "test".into()),
+            )
+        })
+        .collect();
+    let mut env: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.extend([
+        (APP_DB, db.to_str().unwrap()),
+        (APP_STATE, state.to_str().unwrap()),
+        (APP_EXIT_AFTER, "40"),
+    ]);
+    let args = [
+        "replicate",
+        "-restore-if-db-not-exists",
+        "-exec",
+        &cmd,
+        db.to_str().unwrap(),
+        &url,
+    ];
+    let (code, _, err) = Walstream::start(d, "boot1", &args, &env).wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("holds no backup"), "{err}");
+    assert!(read(&state).contains("start 0"), "{}", read(&state));
+
+    remove_local(&db);
+    let (code, _, err) = Walstream::start(d, "boot2", &args, &env).wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("restored it from the replica"), "{err}");
+    assert!(read(&state).contains("start 40"), "{}", read(&state));
+    assert_eq!(rows(&db), 80);
+    let out = d.join("restored.db");
+    let r = Command::new(util::bin())
+        .args(["restore", "-o", out.to_str().unwrap(), &url])
+        .envs(keys.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(util::logical_digest(&out), util::logical_digest(&db));
+
+    // A bucket that does not exist is not "no backup": it fails, naming it, and starts nothing.
+    remove_local(&db);
+    let missing = format!("{bucket}-missing");
+    let bad = s3(&missing);
+    let args = [
+        "replicate",
+        "-restore-if-db-not-exists",
+        "-exec",
+        &cmd,
+        db.to_str().unwrap(),
+        &bad,
+    ];
+    let (code, _, err) = Walstream::start(d, "boot3", &args, &env).wait(Duration::from_secs(90));
+    assert_eq!(code, Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: restore ") && last.contains(&missing),
+        "{err}"
+    );
+    assert!(!db.exists());
+    assert!(
+        !read(&state).contains("start 80"),
+        "the app ran:\n{}",
+        read(&state)
+    );
+}
