@@ -119,9 +119,11 @@ fn supervise(
     cmd.args(&argv[1..]);
     // SAFETY: getpid is async-signal-safe; read here, before the fork.
     let parent = unsafe { libc::getpid() };
-    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    // SAFETY: only async-signal-safe calls (prctl, getppid, signal) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            // walstream ignores SIGXFSZ (main.rs); an ignored signal would stay ignored in the app.
+            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

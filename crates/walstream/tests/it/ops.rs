@@ -851,3 +851,22 @@ fn ops_s3_restore_on_start_fresh_then_restored_and_missing_bucket_fails() {
         read(&state)
     );
 }
+
+#[test]
+fn ops_exec_app_does_not_inherit_ignored_sigxfsz() {
+    let dir = util::tempdir();
+    let d = dir.path();
+    let out = d.join("sigign");
+    let cmd = format!("sh -c 'grep SigIgn /proc/$$/status > {}'", out.display());
+    let r = util::walstream(&[
+        "replicate",
+        "-exec",
+        &cmd,
+        d.join("app.db").to_str().unwrap(),
+        d.join("r").to_str().unwrap(),
+    ]);
+    r.success();
+    let text = read(&out);
+    let mask = u64::from_str_radix(text.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_eq!(mask & (1 << (libc::SIGXFSZ - 1)), 0, "{text}");
+}
