@@ -13,6 +13,7 @@ pub mod cli;
 pub mod compaction;
 pub mod config;
 pub mod db;
+pub mod error_chain;
 pub mod failpoint;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;

@@ -10,7 +10,16 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let cli = Cli::parse_from(cli::rewrite_args(std::env::args_os()));
+    let cli = match Cli::try_parse_from(cli::rewrite_args(std::env::args_os())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors exit 1, as in Litestream
+            // (clap's own default is 2).
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -24,8 +33,15 @@ fn main() {
     let result = runtime.block_on(cli::run(cli));
     // Waits for blocking tasks (a cancelled restore removes its temporary files).
     drop(runtime);
-    if let Err(e) = result {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-        std::process::exit(1);
+    match result {
+        Ok(code) => {
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {}", walstream::error_chain::anyhow_line(&e));
+            std::process::exit(1);
+        }
     }
 }

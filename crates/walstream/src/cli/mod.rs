@@ -8,6 +8,8 @@ use std::ffi::OsString;
 use clap::{Parser, Subcommand};
 
 pub mod databases;
+pub mod demo;
+pub mod exec;
 pub mod ltx;
 pub mod replicate;
 pub mod restore;
@@ -38,8 +40,10 @@ pub enum Command {
     Ltx(LtxArgs),
     /// Lists the databases in the config file.
     Databases(databases::DatabasesArgs),
+    /// Replicates ./demo.db to ./backup, writing a row a second and checking restores (a tour).
+    Demo(demo::DemoArgs),
     /// Prints the version.
-    Version,
+    Version(version::VersionArgs),
 }
 
 /// Long flags any command takes, and whether each takes a value.
@@ -65,6 +69,7 @@ const LONG_FLAGS: &[(&str, bool)] = &[
     ("integrity-check", true),
     ("level", true),
     ("replica", true),
+    ("verbose", false),
     ("help", false),
 ];
 
@@ -164,8 +169,8 @@ pub fn init_logging(level: Option<&str>) {
         .try_init();
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a parsed command line. Returns the exit code (`replicate -exec` passes its child's on).
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Replicate(args) => {
             let level = args
@@ -175,21 +180,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(level.as_deref());
             replicate::run(args).await
         }
+        Command::Demo(args) => {
+            init_logging(Some(args.log_level.as_deref().unwrap_or("warn")));
+            demo::run(args).await.map(|()| 0)
+        }
         Command::Restore(args) => {
             init_logging(args.log_level.as_deref());
-            restore::run(args).await
+            restore::run(args).await.map(|()| 0)
         }
         Command::Ltx(args) => {
             init_logging(args.log_level.as_deref());
-            ltx::run(args).await
+            ltx::run(args).await.map(|()| 0)
         }
         Command::Databases(args) => {
             init_logging(args.log_level.as_deref());
-            databases::run(args).await
+            databases::run(args).await.map(|()| 0)
         }
-        Command::Version => {
-            version::run();
-            Ok(())
+        Command::Version(args) => {
+            version::run(&args);
+            Ok(0)
         }
     }
 }
@@ -401,7 +410,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let c = Cli::try_parse_from(rewrite_args(["walstream", "version"])).unwrap();
-        assert!(matches!(c.command, Command::Version));
+        assert!(matches!(c.command, Command::Version(ref a) if !a.verbose));
+        let c = Cli::try_parse_from(rewrite_args(["walstream", "version", "-verbose"])).unwrap();
+        assert!(matches!(c.command, Command::Version(ref a) if a.verbose));
     }
 
     #[test]

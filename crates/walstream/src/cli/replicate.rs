@@ -9,13 +9,16 @@ use crate::db::DbOptions;
 use crate::server::once::OnceOptions;
 use crate::server::{self, DbSpec, Server, ServerOptions};
 
+use super::exec;
+
 /// `replicate [-config FILE] [-exec CMD] [-once [-force-snapshot] [-enforce-retention]] [DB_PATH REPLICA_URL]`
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplicateArgs {
     /// Config file (default: $LITESTREAM_CONFIG, /etc/litestream.yml, /etc/walstream.yml).
     #[arg(long = "config")]
     pub config: Option<PathBuf>,
-    /// Run this command as a child and stop replicating when it exits.
+    /// Run this command as a child (split like a shell, started once replication is ready);
+    /// SIGINT/SIGTERM are forwarded to it, and walstream exits with its code.
     #[arg(long = "exec")]
     pub exec: Option<String>,
     /// Sync once and exit.
@@ -27,7 +30,8 @@ pub struct ReplicateArgs {
     /// With -once: apply retention.
     #[arg(long = "enforce-retention")]
     pub enforce_retention: bool,
-    /// Restore the database from the replica first if it does not exist.
+    /// Restore each database that does not exist from its replica before replicating it (a
+    /// replica with no backup: start empty).
     #[arg(long = "restore-if-db-not-exists")]
     pub restore_if_db_not_exists: bool,
     /// Log level: debug, info, warn, error.
@@ -41,6 +45,9 @@ pub struct ReplicateArgs {
     pub args: Vec<String>,
 }
 
+/// The default config files, in the order they are looked for.
+pub const DEFAULT_CONFIGS: [&str; 2] = ["/etc/litestream.yml", "/etc/walstream.yml"];
+
 /// Finds the config file: `-config`, `$LITESTREAM_CONFIG`, `/etc/litestream.yml`,
 /// `/etc/walstream.yml`. A path given by the flag or the variable is returned even if it does not
 /// exist (loading it then says so); the two defaults only when they exist.
@@ -51,7 +58,7 @@ pub fn find_config(flag: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("LITESTREAM_CONFIG").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    ["/etc/litestream.yml", "/etc/walstream.yml"]
+    DEFAULT_CONFIGS
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
@@ -89,31 +96,57 @@ pub struct Target {
     pub replica: ReplicaConfig,
     /// Options.
     pub opts: DbOptions,
+    /// Restore it from the replica first if it does not exist (`-restore-if-db-not-exists`, or
+    /// the database's `restore-if-db-not-exists` key).
+    pub restore_if_missing: bool,
 }
 
-/// The databases to replicate and the command to run (`-exec`, else the config's `exec`).
-fn targets(args: &ReplicateArgs) -> anyhow::Result<(Vec<Target>, Option<String>)> {
+/// What `replicate` was asked to do.
+#[derive(Debug)]
+struct Plan {
+    targets: Vec<Target>,
+    /// The command to supervise (`-exec`, else the config's `exec`) and whether it came from
+    /// the config.
+    exec: Option<(String, bool)>,
+    /// `shutdown-sync-timeout`.
+    shutdown_timeout: Option<std::time::Duration>,
+}
+
+/// The error when no DB_PATH REPLICA_URL and no config file are given: Litestream's
+/// `config file not found`, naming every place looked in, and where to start instead.
+fn no_config_error() -> anyhow::Error {
+    anyhow::anyhow!(
+        "config file not found: looked in {} (no -config flag, $LITESTREAM_CONFIG not set); pass \
+         -config PATH or DB_PATH REPLICA_URL, or run `walstream demo` to try walstream on ./demo.db",
+        DEFAULT_CONFIGS.join(", ")
+    )
+}
+
+/// The databases to replicate and the command to run.
+fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
     match args.args.as_slice() {
         [db, url] => {
             if args.config.is_some() {
                 anyhow::bail!("cannot specify a replica URL and -config at the same time");
             }
-            Ok((
-                vec![Target {
+            Ok(Plan {
+                targets: vec![Target {
                     db: PathBuf::from(db),
                     replica: ReplicaConfig {
                         url: Some(url.clone()),
                         ..Default::default()
                     },
                     opts: DbOptions::default(),
+                    restore_if_missing: args.restore_if_db_not_exists,
                 }],
-                args.exec.clone(),
-            ))
+                exec: args.exec.clone().map(|e| (e, false)),
+                shutdown_timeout: None,
+            })
         }
         [one] => anyhow::bail!("must specify a replica URL after the database path {one:?}"),
         _ => {
             let Some(path) = find_config(args.config.as_deref()) else {
-                return Ok((embedded_default()?, args.exec.clone()));
+                return Err(no_config_error());
             };
             let cfg = load_config(&path, args.no_expand_env)?;
             if cfg.dbs.is_empty() {
@@ -129,6 +162,7 @@ fn targets(args: &ReplicateArgs) -> anyhow::Result<(Vec<Target>, Option<String>)
                         history: cfg.history(),
                         ..d.options
                     },
+                    restore_if_missing: args.restore_if_db_not_exists || d.restore_if_db_not_exists,
                 })
                 .collect();
             if targets.is_empty() {
@@ -137,102 +171,245 @@ fn targets(args: &ReplicateArgs) -> anyhow::Result<(Vec<Target>, Option<String>)
                     path.display()
                 );
             }
-            Ok((targets, args.exec.clone().or(cfg.exec)))
+            let exec = match (
+                &args.exec,
+                cfg.exec.as_deref().filter(|e| !e.trim().is_empty()),
+            ) {
+                (Some(e), _) => Some((e.clone(), false)),
+                (None, Some(e)) => Some((e.to_string(), true)),
+                (None, None) => None,
+            };
+            Ok(Plan {
+                targets,
+                exec,
+                shutdown_timeout: cfg.shutdown_sync_timeout,
+            })
         }
     }
 }
 
-/// The embedded default, used when neither DB_PATH REPLICA_URL nor a config file is given:
-/// `./demo.db` (created with a small table if missing) replicated to the directory `./backup`.
-fn embedded_default() -> anyhow::Result<Vec<Target>> {
-    let db = PathBuf::from("demo.db");
-    if !db.exists() {
-        let c =
-            rusqlite::Connection::open(&db).with_context(|| format!("create {}", db.display()))?;
-        c.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE IF NOT EXISTS notes(id INTEGER PRIMARY KEY, body TEXT NOT NULL, at TEXT DEFAULT CURRENT_TIMESTAMP);
-             INSERT INTO notes(body) VALUES ('hello from walstream'), ('edit demo.db and watch ./backup');",
-        )
-        .with_context(|| format!("create demo database {}", db.display()))?;
-        info!("created the demo database demo.db");
-    }
-    info!("no DB_PATH/REPLICA_URL and no config file found: using the embedded default, demo.db -> ./backup");
-    Ok(vec![Target {
-        db,
-        replica: ReplicaConfig {
-            path: Some("backup".into()),
-            ..Default::default()
-        },
-        opts: DbOptions::default(),
-    }])
-}
-
-fn spec(t: Target) -> anyhow::Result<DbSpec> {
-    let store = crate::config::open_replica(&t.replica)
-        .with_context(|| format!("replica for {}", t.db.display()))?;
-    Ok(DbSpec {
+fn spec(t: Target, store: crate::storage::DynStore) -> DbSpec {
+    DbSpec {
         path: t.db,
         store,
         lease: t.replica.lease_options(),
         opts: t.opts,
-    })
+    }
 }
 
-/// Runs replication until SIGINT/SIGTERM (or once, or until the -exec child exits).
-pub async fn run(args: ReplicateArgs) -> anyhow::Result<()> {
+fn open_store(t: &Target) -> anyhow::Result<crate::storage::DynStore> {
+    crate::config::open_replica(&t.replica)
+        .with_context(|| format!("replica for {}", t.db.display()))
+}
+
+/// Restores `t.db` from its replica if the database does not exist. A replica that answers
+/// that it holds no backup means a first start: the database starts empty. A store that does
+/// not answer is retried ([`crate::storage::retry::RetryPolicy::restore`]), then the error
+/// names it.
+pub async fn restore_if_missing(
+    db: &Path,
+    store: &crate::storage::DynStore,
+) -> anyhow::Result<Option<ltx::TxId>> {
+    use crate::restore::{self, RestoreOptions, Target as At};
+    if db.exists() {
+        info!(db = %db.display(), "database exists; not restoring it");
+        return Ok(None);
+    }
+    let replica = store.describe();
+    let what = || format!("restore {} from {replica} on start", db.display());
+    // A -wal or -shm without its database belongs to a database that is gone: SQLite would
+    // replay that WAL onto the restored file.
+    for suffix in ["-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if p.exists() {
+            warn!(file = %p.display(), "removing a {suffix} file left without its database before restoring");
+            std::fs::remove_file(&p)
+                .with_context(|| format!("{}: remove {}", what(), p.display()))?;
+        }
+    }
+    let files = restore::list(store.as_ref()).await.with_context(what)?;
+    let chain = match restore::plan(&files, &At::Latest, &replica) {
+        Ok(chain) => chain,
+        Err(e) if e.is_no_backups() => {
+            info!(db = %db.display(), replica = %replica, "database does not exist and the replica holds no backup: starting with a new database");
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(what),
+    };
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: create {}", what(), dir.display()))?;
+    }
+    let opts = RestoreOptions::new(db, At::Latest);
+    let summary = restore::apply_with_fallback(store, &files, chain, &opts)
+        .await
+        .with_context(what)?;
+    info!(db = %db.display(), replica = %replica, txid = %summary.txid, files = summary.files, "database did not exist: restored it from the replica");
+    Ok(Some(summary.txid))
+}
+
+/// Waits until every database has reached its replica or reported why it cannot (at most
+/// `max`): the point at which `-exec`'s app is started.
+async fn wait_ready(server: &Server, max: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + max;
+    loop {
+        let st = server.status();
+        if st.iter().all(|s| s.connected || s.last_error.is_some()) {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!("starting the -exec command before every replica answered");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs replication until SIGINT/SIGTERM (or once, or until the -exec child exits). Returns the
+/// exit code: the child's with `-exec`, else 0.
+pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
     if let (Some(before), Some(after)) = (server::nofile_limit(), server::raise_nofile_limit()) {
         if after > before {
             tracing::debug!(before, after, "raised the open-file limit");
         }
     }
-    let (targets, exec) = targets(&args)?;
+    let plan = plan(&args)?;
+    let exec_argv = match &plan.exec {
+        Some((_, from_config)) if args.once => {
+            if *from_config {
+                anyhow::bail!("cannot specify -once flag with -exec (the config file's exec key)");
+            }
+            anyhow::bail!("cannot specify -once flag with -exec");
+        }
+        Some((cmd, _)) => {
+            let argv = exec::split(cmd)?;
+            exec::check_program(&argv[0])?;
+            Some(argv)
+        }
+        None => None,
+    };
+    // The start-up line, as Litestream's `litestream v0.5.17`, once the arguments are known good.
+    info!("walstream v{}", super::version::version());
+    let mut sigint = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+
+    let mut specs = Vec::with_capacity(plan.targets.len());
+    for t in plan.targets {
+        let store = open_store(&t)?;
+        if t.restore_if_missing {
+            tokio::select! {
+                r = restore_if_missing(&t.db, &store) => { r?; }
+                _ = sigint.recv() => anyhow::bail!("interrupted while restoring {}", t.db.display()),
+                _ = sigterm.recv() => anyhow::bail!("interrupted while restoring {}", t.db.display()),
+            }
+        }
+        specs.push(spec(t, store));
+    }
     if args.once {
         let opts = OnceOptions {
             force_snapshot: args.force_snapshot,
             enforce_retention: args.enforce_retention,
         };
-        for t in targets {
-            server::once::replicate_once(spec(t)?, opts).await?;
+        for s in specs {
+            server::once::replicate_once(s, opts).await?;
         }
-        return Ok(());
+        return Ok(0);
     }
-    let specs = targets
-        .into_iter()
-        .map(spec)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let server = Server::new(ServerOptions::default());
+    let mut options = ServerOptions::default();
+    if let Some(t) = plan.shutdown_timeout {
+        options.shutdown_timeout = t;
+    }
+    let shutdown_timeout = options.shutdown_timeout;
+    let server = Server::new(options);
     for s in specs {
         server.add(s)?;
     }
-    let mut child = match &exec {
-        Some(cmd) => Some(
-            tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .spawn()
-                .with_context(|| format!("-exec {cmd:?}"))?,
-        ),
-        None => None,
-    };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+
     let mut fatal = None;
-    let code = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { info!("signal received, walstream shutting down"); None }
-        _ = term.recv() => { info!("signal received, walstream shutting down"); None }
-        e = server.next_fatal() => { fatal = e; None }
-        st = async { match child.as_mut() { Some(c) => c.wait().await.ok(), None => std::future::pending().await } } => {
-            info!("subprocess exited, walstream shutting down");
-            st.and_then(|s| s.code())
+    let mut stop = false;
+    let mut child: Option<exec::Child> = None;
+    if let Some(argv) = exec_argv {
+        tokio::select! {
+            _ = wait_ready(&server, std::time::Duration::from_secs(10)) => {}
+            e = server.next_fatal() => fatal = e,
+            _ = sigint.recv() => stop = true,
+            _ = sigterm.recv() => stop = true,
         }
-    };
+        if fatal.is_none() && !stop {
+            match exec::spawn(argv) {
+                Ok(c) => {
+                    info!(pid = c.pid, program = %c.program, "started the -exec command");
+                    child = Some(c);
+                }
+                Err(e) => {
+                    server.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let mut code = 0;
+    if fatal.is_none() && !stop {
+        let pid = child.as_ref().map(|c| c.pid);
+        loop {
+            let sig = tokio::select! {
+                _ = sigint.recv() => libc::SIGINT,
+                _ = sigterm.recv() => libc::SIGTERM,
+                e = server.next_fatal() => { fatal = e; break; }
+                st = async {
+                    match child.as_mut() {
+                        Some(c) => c.wait().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    child = None;
+                    code = match st {
+                        Ok(s) => exec::exit_code(s),
+                        Err(e) => {
+                            warn!("{}", crate::error_chain::anyhow_line(&e));
+                            1
+                        }
+                    };
+                    info!(code, "subprocess exited, walstream shutting down");
+                    break;
+                }
+            };
+            match pid {
+                Some(pid) => {
+                    info!(
+                        pid,
+                        signal = sig,
+                        "signal received, forwarding it to the -exec command"
+                    );
+                    exec::signal(pid, sig);
+                }
+                None => {
+                    info!("signal received, walstream shutting down");
+                    break;
+                }
+            }
+        }
+    }
+    // Stopping for a replication failure: the app must not run on unreplicated.
+    if let Some(mut c) = child.take() {
+        info!(pid = c.pid, "stopping the -exec command");
+        exec::signal(c.pid, libc::SIGTERM);
+        match tokio::time::timeout(std::time::Duration::from_secs(10), c.wait()).await {
+            Ok(Ok(s)) => code = exec::exit_code(s),
+            _ => {
+                exec::signal(c.pid, libc::SIGKILL);
+                let _ = c.wait().await;
+            }
+        }
+    }
+    info!(timeout = ?shutdown_timeout, "final sync");
     server.shutdown().await;
     if let Some(e) = fatal {
         return Err(e.into());
     }
     info!("walstream shut down");
-    if let Some(c) = code.filter(|c| *c != 0) {
-        std::process::exit(c);
-    }
-    Ok(())
+    Ok(code)
 }

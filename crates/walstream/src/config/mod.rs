@@ -196,7 +196,7 @@ pub struct Config {
     pub logging: Option<LoggingConfig>,
     /// `mcp-addr` (not supported).
     pub mcp_addr: Option<String>,
-    /// `shutdown-sync-timeout` (not supported yet).
+    /// `shutdown-sync-timeout`: how long the final sync at shutdown keeps retrying (default 30 s).
     #[serde(default, deserialize_with = "opt_duration")]
     pub shutdown_sync_timeout: Option<Duration>,
     /// `shutdown-sync-interval` (not supported yet).
@@ -301,7 +301,8 @@ pub struct DbConfig {
     pub truncate_page_n: Option<u64>,
     /// `max-sync-wal-bytes` (default 64 MiB).
     pub max_sync_wal_bytes: Option<u64>,
-    /// `restore-if-db-not-exists` (not supported yet).
+    /// `restore-if-db-not-exists`: `replicate` restores the database first if it is missing
+    /// (`path` entries; not yet the missing databases of a `dir` entry).
     #[serde(default, deserialize_with = "opt_bool")]
     pub restore_if_db_not_exists: Option<bool>,
     /// The replica.

@@ -444,14 +444,14 @@ fn check_top(cx: &mut Ctx<'_>, c: &Config, defaults: &ReplicaConfig) -> Result<(
     if c.heartbeat_interval.is_some() {
         cx.unsupported(k("heartbeat-interval"), "heartbeats are");
     }
-    for key in ["shutdown-sync-timeout", "shutdown-sync-interval"] {
-        let set = match key {
-            "shutdown-sync-timeout" => c.shutdown_sync_timeout.is_some(),
-            _ => c.shutdown_sync_interval.is_some(),
-        };
-        if set {
-            cx.unsupported(k(key), "retrying the final sync on shutdown is");
-        }
+    // shutdown-sync-timeout bounds the final sync (ServerOptions::shutdown_timeout); the
+    // retry interval inside it is walstream's own backoff.
+    if c.shutdown_sync_interval.is_some() {
+        cx.unsupported(
+            k("shutdown-sync-interval"),
+            "a fixed retry interval for the final sync is (walstream backs off within \
+             shutdown-sync-timeout)",
+        );
     }
     if let Some(l) = &c.logging {
         if let Some(level) = l.level.as_deref().filter(|v| !v.is_empty()) {
@@ -623,8 +623,11 @@ fn check_db(
              replicated)",
         );
     }
-    if db.restore_if_db_not_exists == Some(true) {
-        cx.unsupported(at.key("restore-if-db-not-exists"), "restore-on-start is");
+    if db.restore_if_db_not_exists == Some(true) && db.path.is_none() {
+        cx.unsupported(
+            at.key("restore-if-db-not-exists"),
+            "restoring a dir entry's missing databases on start is (path entries are restored)",
+        );
     }
     let raw = match (&db.replica, &db.replicas) {
         (Some(r), _) => r.clone(),

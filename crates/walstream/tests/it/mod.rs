@@ -22,6 +22,7 @@ mod idle;
 mod interference;
 mod lag;
 mod litestream;
+mod ops;
 mod replication;
 mod restore_bad_input;
 mod restore_fallback;
