@@ -36,7 +36,10 @@ fi
 export LITESTREAM_BIN
 "$LITESTREAM_BIN" version >/dev/null
 
-cargo build --release -p walstream -p bench >&2
+# Built one at a time: together, cargo would unify features across both and rebuild walstream's
+# dependencies (the bench crate's plotters pulls chrono) into a binary that differs from the one shipped.
+cargo build --release -p walstream >&2
+cargo build --release -p bench >&2
 target="${CARGO_TARGET_DIR:-$repo/target}"
 
 source scripts/servers/lib.sh

@@ -179,9 +179,11 @@ impl Results {
             .filter(|m| m.better != Better::Info)
             .filter_map(|m| {
                 let r = Self::ratio(m)?;
-                if !r.is_finite() || r <= 0.0 {
+                if !r.is_finite() || r < 0.0 {
                     return None;
                 }
+                // Shown within 1/64..64 (a zero, e.g. no rows lost beside some, sits at 1/64).
+                let r = r.clamp(1.0 / 64.0, 64.0);
                 let good = match m.better {
                     Better::Lower => r <= 1.0,
                     _ => r >= 1.0,

@@ -122,7 +122,7 @@ pub fn start(tool: &Tool, cfg: &Path, log: &Path) -> Result<Running> {
     })
 }
 
-/// `restore -o out <args...>`; returns the seconds it took. `out` is removed first.
+/// `restore -o out <args...>` (flags before the positional argument, for Go's flag parsing); returns the seconds it took. `out` is removed first.
 pub fn restore(tool: &Tool, args: &[&str], out: &Path) -> Result<f64> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", out.display()));
@@ -130,9 +130,9 @@ pub fn restore(tool: &Tool, args: &[&str], out: &Path) -> Result<f64> {
     let t = Instant::now();
     let o = command(tool)
         .arg("restore")
-        .args(args)
         .arg("-o")
         .arg(out)
+        .args(args)
         .output()
         .with_context(|| format!("running {} restore", tool.name))?;
     let secs = t.elapsed().as_secs_f64();

@@ -233,13 +233,8 @@ pub fn load(ctx: &Ctx, tool: &Tool, res: &mut Results) -> Result<()> {
     drop(c);
     let (by, bytes) = count(&ctx.records(&bucket));
     let out = dir.join("restored.db");
-    let restored = match run::restore_cfg(tool, &direct, &db, &out) {
-        Ok(_) => run::rows(&out)?,
-        Err(e) => {
-            eprintln!("bench: {e:#}");
-            0
-        }
-    };
+    run::restore_cfg(tool, &direct, &db, &out)?;
+    let restored = run::rows(&out)?;
     let _ = last_commit;
     res.push(
         s,
