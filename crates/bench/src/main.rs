@@ -45,6 +45,10 @@ struct Args {
     json: PathBuf,
     #[arg(long, default_value = "bench/results/latest.svg")]
     svg: PathBuf,
+    /// Keeps the figures of an earlier JSON for the scenarios this run does not run (to re-run
+    /// one scenario and keep one report).
+    #[arg(long)]
+    merge: Option<PathBuf>,
     /// Seconds of load per run (default 20, 5 with --quick).
     #[arg(long)]
     load_secs: Option<u64>,
@@ -228,6 +232,15 @@ fn real_main() -> Result<()> {
         if let Err(e) = scenarios::fleet(&ctx, &a.repo, &mut res) {
             res.note("idle fleet", "both", &format!("failed: {e:#}"));
         }
+    }
+    if let Some(m) = &a.merge {
+        let ran: Vec<String> = res
+            .metrics
+            .iter()
+            .map(|m| m.scenario.clone())
+            .chain(res.notes.iter().map(|n| n.0.clone()))
+            .collect();
+        res.merge_from(m, &ran)?;
     }
     let table = res.table();
     println!("\n{table}");

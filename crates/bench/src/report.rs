@@ -99,6 +99,46 @@ impl Results {
         self.notes.push((scenario.into(), tool.into(), text.into()));
     }
 
+    /// Adds the metrics and notes of an earlier JSON whose scenario is not in `skip`.
+    pub fn merge_from(&mut self, path: &Path, skip: &[String]) -> Result<()> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let empty = Vec::new();
+        let mut old = Results::default();
+        for m in doc["metrics"].as_array().unwrap_or(&empty) {
+            let scenario = m["scenario"].as_str().unwrap_or_default();
+            let better = match m["better"].as_str() {
+                Some("lower") => Better::Lower,
+                Some("higher") => Better::Higher,
+                _ => Better::Info,
+            };
+            for (tool, vals) in m["values"].as_object().into_iter().flatten() {
+                for v in vals.as_array().unwrap_or(&empty) {
+                    old.push(
+                        scenario,
+                        m["name"].as_str().unwrap_or_default(),
+                        m["unit"].as_str().unwrap_or_default(),
+                        better,
+                        tool,
+                        v.as_f64().unwrap_or(f64::NAN),
+                    );
+                }
+            }
+        }
+        for n in doc["notes"].as_array().unwrap_or(&empty) {
+            let f = |i: usize| n[i].as_str().unwrap_or_default().to_string();
+            old.notes.push((f(0), f(1), f(2)));
+        }
+        old.metrics.retain(|m| !skip.contains(&m.scenario));
+        old.notes.retain(|n| !skip.contains(&n.0));
+        old.metrics.append(&mut self.metrics);
+        old.notes.append(&mut self.notes);
+        *self = old;
+        Ok(())
+    }
+
     /// walstream's median over Litestream's.
     pub fn ratio(m: &Metric) -> Option<f64> {
         let w = summarize(m.values.get("walstream")?)?.median;

@@ -517,6 +517,10 @@ pub fn restore_setup(ctx: &Ctx, tool: &Tool, res: &mut Results) -> Result<Restor
         }
     };
     r.kill9();
+    let objects: Vec<(String, u64)> = objects
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".ltx"))
+        .collect();
     // File counts and sizes per level.
     let mut per_level: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (k, size) in &objects {
@@ -834,7 +838,8 @@ pub fn fleet(ctx: &Ctx, repo: &Path, res: &mut Results) -> Result<()> {
         .context("running scripts/bench-idle.sh")?;
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    std::fs::write(ctx.opts.work.join("bench-idle.log"), &text).ok();
+    let log = std::env::temp_dir().join("walstream-bench-idle.log");
+    std::fs::write(&log, &text).ok();
     let mut seen = 0;
     for line in text.lines().filter(|l| l.starts_with("idle-summary:")) {
         let mut v = BTreeMap::new();
@@ -884,7 +889,7 @@ pub fn fleet(ctx: &Ctx, repo: &Path, res: &mut Results) -> Result<()> {
         bail!(
             "scripts/bench-idle.sh printed no idle-summary line (exit {}); see {}",
             out.status,
-            ctx.opts.work.join("bench-idle.log").display()
+            log.display()
         );
     }
     if !out.status.success() {
