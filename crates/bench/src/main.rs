@@ -126,7 +126,7 @@ fn real_main() -> Result<()> {
     let started = Instant::now();
     // Tools alternate, and which goes first alternates by round.
     let order = |round: usize| {
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             [walstream.clone(), litestream.clone()]
         } else {
             [litestream.clone(), walstream.clone()]
@@ -170,7 +170,7 @@ fn real_main() -> Result<()> {
         }
         for round in 0..=opts.restores {
             let mut idx: Vec<usize> = (0..setups.len()).collect();
-            if round % 2 == 1 {
+            if !round.is_multiple_of(2) {
                 idx.reverse();
             }
             for i in idx {

@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn summary_median_spread_and_ratio() {
-        let s = summarize(&[3.0, 1.0, 2.0, f64::NAN, 10.0]).unwrap();
+        let s = summarize(&[3.0, 1.0, 2.0, f64::NAN, 10.0]).expect("figures");
         assert_eq!((s.median, s.min, s.max, s.n), (2.5, 1.0, 10.0, 4));
         let mut r = Results::default();
         for v in [1.0, 2.0, 3.0] {
@@ -329,12 +329,12 @@ mod tests {
         assert!(t.contains("| s | m (lower is better) | s | 2.00 [1.00..3.00] | 8.00 [4.00..12.0] | 0.25 | 3 |"), "{t}");
         let dir = std::env::temp_dir().join(format!("bench-svg-{}", std::process::id()));
         let svg = dir.join("c.svg");
-        r.write_svg(&svg, "t").unwrap();
-        let body = std::fs::read_to_string(&svg).unwrap();
+        r.write_svg(&svg, "t").expect("svg");
+        let body = std::fs::read_to_string(&svg).expect("read svg");
         assert!(
             body.starts_with("<svg") && body.contains("s: m (lower better)"),
             "{body}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

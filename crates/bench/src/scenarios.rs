@@ -841,7 +841,11 @@ pub fn fleet(ctx: &Ctx, repo: &Path, res: &mut Results) -> Result<()> {
     let log = std::env::temp_dir().join("walstream-bench-idle.log");
     std::fs::write(&log, &text).ok();
     let mut seen = 0;
-    for line in text.lines().filter(|l| l.starts_with("idle-summary:")) {
+    // With --nocapture a test's name can precede its summary on the same line.
+    for line in text
+        .lines()
+        .filter_map(|l| l.find("idle-summary:").map(|i| &l[i..]))
+    {
         let mut v = BTreeMap::new();
         for kv in line.split_whitespace().skip(1) {
             if let Some((k, val)) = kv.split_once('=') {
