@@ -5,6 +5,7 @@ pub mod util;
 mod architecture;
 mod azure;
 mod backend_cycle;
+mod busy_writer;
 mod cli;
 mod cold_warm;
 mod config;
