@@ -381,8 +381,6 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    // The start-up line, as Litestream's `litestream v0.5.17`, once the arguments are known good.
-    info!("walstream v{}", super::version::version());
     // Metrics and heartbeat (h-metrics): a port in use stops the start with one line.
     let ops_cancel = tokio_util::sync::CancellationToken::new();
     let _ops_stop = ops_cancel.clone().drop_guard();
@@ -399,6 +397,8 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
             ops_cancel.child_token(),
         ));
     }
+    // The start-up line, as Litestream's `litestream v0.5.17`, once the arguments are known good.
+    info!("walstream v{}", super::version::version());
     let mut sigint = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
 

@@ -31,8 +31,13 @@ impl Backlog {
     }
 }
 
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+fn human(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
 }
 
 /// After a sync: while the replica is unreachable and files wait, warn past half the cap and
@@ -54,7 +59,7 @@ pub(super) async fn after_sync(ctx: &Arc<Ctx>) {
     if bytes > cap / 2 && !b.warned.swap(true, Ordering::Relaxed) {
         warn!(db = %ctx.path.display(), files, bytes, max_local_backlog = cap,
             "replica unreachable: {} of changes wait in the meta directory; past max-local-backlog ({}) they are dropped and one snapshot replaces them when the replica is back",
-            mib(bytes), mib(cap));
+            human(bytes), human(cap));
     }
     if bytes <= cap && !b.dropped.load(Ordering::Relaxed) {
         return;
