@@ -52,11 +52,7 @@ fn create_bucket(endpoint: &str, bucket: &str) {
 fn scrape(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let (head, body) = resp.split_once("\r\n\r\n")?;
@@ -597,7 +593,12 @@ fn heartbeat_not_answering_warns_once_and_repeats_are_rate_limited() {
     let srv = PingServer::start(false);
     let url = format!("http://127.0.0.1:{}/ping", srv.port);
     let replica = dir.path().join("replica");
-    let cfg = heartbeat_config(dir.path(), &db, &url, &super::fleet_util::file_url_of(&replica));
+    let cfg = heartbeat_config(
+        dir.path(),
+        &db,
+        &url,
+        &super::fleet_util::file_url_of(&replica),
+    );
     let env = [
         ("WALSTREAM_HEARTBEAT_INTERVAL", "300ms"),
         ("WALSTREAM_LOG_REPEAT_WINDOW", "3s"),
