@@ -170,11 +170,8 @@ fn annotate(format: Format, line: &str, n: u64) -> String {
     let body = line.trim_end_matches('\n');
     match format {
         Format::Text => format!("{body} repeated={n}\n"),
-        Format::Json => match serde_json::from_str::<serde_json::Value>(body) {
-            Ok(serde_json::Value::Object(mut m)) => {
-                m.insert("repeated".into(), n.into());
-                format!("{}\n", serde_json::Value::Object(m))
-            }
+        Format::Json => match body.strip_suffix('}') {
+            Some(open) if body.starts_with('{') => format!("{open},\"repeated\":{n}}}\n"),
             _ => format!("{body}\n"),
         },
     }
@@ -266,13 +263,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let mut m = serde_json::Map::new();
-        m.insert(
-            "time".into(),
-            humantime::format_rfc3339_millis(std::time::SystemTime::now())
-                .to_string()
-                .into(),
-        );
+        let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let level = match *event.metadata().level() {
             Level::ERROR => "ERROR",
             Level::WARN => "WARN",
@@ -280,14 +271,27 @@ where
             Level::DEBUG => "DEBUG",
             Level::TRACE => "TRACE",
         };
-        m.insert("level".into(), level.into());
-        m.insert("msg".into(), "".into());
         let mut v = JsonVisitor::default();
         event.record(&mut v);
+        let msg = v.0.remove("msg").unwrap_or_else(|| "".into());
+        // time, level and msg first, as Go's slog writes them; then the fields.
+        let mut line = format!(
+            "{{\"time\":{},\"level\":{},\"msg\":{}",
+            serde_json::Value::from(time),
+            serde_json::Value::from(level),
+            msg
+        );
         for (k, val) in v.0 {
-            m.insert(k, val);
+            if k == "time" || k == "level" {
+                continue;
+            }
+            line.push(',');
+            line.push_str(&serde_json::Value::from(k).to_string());
+            line.push(':');
+            line.push_str(&val.to_string());
         }
-        writeln!(writer, "{}", serde_json::Value::Object(m))
+        line.push('}');
+        writeln!(writer, "{line}")
     }
 }
 
