@@ -344,6 +344,8 @@ pub const DEFAULT_LEVEL_INTERVALS: [Duration; 3] = [
 ];
 /// Default `heartbeat-interval`.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
+/// Default `max-local-backlog`: 1 GiB (as `server::DEFAULT_MAX_LOCAL_BACKLOG`).
+pub const DEFAULT_MAX_LOCAL_BACKLOG: u64 = 1 << 30;
 /// Default `shutdown-sync-timeout`.
 pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `shutdown-sync-interval`.
@@ -445,7 +447,7 @@ impl Config {
         self.max_local_backlog
             .as_ref()
             .and_then(values::size_of)
-            .unwrap_or(crate::server::DEFAULT_MAX_LOCAL_BACKLOG)
+            .unwrap_or(DEFAULT_MAX_LOCAL_BACKLOG)
     }
 
     /// `logging.level`, if set.

@@ -568,6 +568,10 @@ fn config_max_local_backlog_and_logging_type() {
     assert_eq!(l.config.max_local_backlog(), 64 << 20);
     assert_eq!(load(MINIMAL).config.max_local_backlog(), 1 << 30);
     assert_eq!(
+        crate::config::DEFAULT_MAX_LOCAL_BACKLOG,
+        crate::server::DEFAULT_MAX_LOCAL_BACKLOG
+    );
+    assert_eq!(
         load(&("max-local-backlog: 0\n".to_string() + MINIMAL))
             .config
             .max_local_backlog(),

@@ -15,8 +15,8 @@ use tracing::{debug, warn};
 
 use super::{registry, DbView};
 
-/// Default `heartbeat-interval` (Litestream's).
-pub const DEFAULT_INTERVAL: Duration = crate::config::DEFAULT_HEARTBEAT_INTERVAL;
+/// Default `heartbeat-interval` (Litestream's, as `config::DEFAULT_HEARTBEAT_INTERVAL`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The interval: `$WALSTREAM_HEARTBEAT_INTERVAL` (hidden, for tests: the config requires at
 /// least a minute), else the config's, else 5 minutes.
