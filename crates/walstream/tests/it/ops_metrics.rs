@@ -669,11 +669,12 @@ fn backlog_over_cap_is_dropped_and_replaced_by_a_snapshot() {
     let db = dir.path().join("app.db");
     create_db(&db);
     let cap: u64 = 256 * 1024;
+    let mport = free_port();
     let cfg = dir.path().join("w.yml");
     std::fs::write(
         &cfg,
         format!(
-            "max-local-backlog: 256KiB\ndbs:\n  - path: {}\n    replica:\n      url: {url}\n",
+            "addr: 127.0.0.1:{mport}\nmax-local-backlog: 256KiB\ndbs:\n  - path: {}\n    replica:\n      url: {url}\n",
             db.display()
         ),
     )
@@ -733,6 +734,18 @@ fn backlog_over_cap_is_dropped_and_replaced_by_a_snapshot() {
         "disk use kept growing: {tail:?}"
     );
 
+    // The gauges during the outage: a backlog, a lag of seconds, nothing on the replica.
+    let db_label = format!("db=\"{}\"", db.display());
+    let t = scrape_until(mport);
+    let lag = value(&t, "walstream_replica_lag_seconds", &db_label).unwrap();
+    let files = value(&t, "walstream_local_backlog_files", &db_label).unwrap();
+    let bytes = value(&t, "walstream_local_backlog_bytes", &db_label).unwrap();
+    assert!(
+        lag > 0.0 && files >= 1.0 && bytes > 0.0 && bytes <= (cap + 64 * 1024) as f64,
+        "outage gauges: lag {lag}, files {files}, bytes {bytes}\n{t}"
+    );
+    assert_eq!(value(&t, "walstream_replica_txid", &db_label), Some(0.0));
+
     // The store comes up: one snapshot replaces the backlog, the replica reaches the source.
     let want = util::logical_digest(&db);
     let _fwd = Forwarder::start(port, moto.trim_start_matches("http://").to_string());
@@ -750,6 +763,21 @@ fn backlog_over_cap_is_dropped_and_replaced_by_a_snapshot() {
             r.log_tail()
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // Caught up: the lag and the backlog read 0.
+    let t0 = Instant::now();
+    loop {
+        let t = scrape(mport).unwrap();
+        if value(&t, "walstream_replica_lag_seconds", &db_label) == Some(0.0)
+            && value(&t, "walstream_local_backlog_files", &db_label) == Some(0.0)
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "gauges after the return:\n{t}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
     let log = r.log_text();
     assert!(
