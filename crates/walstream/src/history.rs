@@ -148,7 +148,7 @@ pub async fn enforce_retention(
     now: SystemTime,
 ) -> Result<usize, HistoryError> {
     let all: Vec<u8> = crate::storage::ALL_LEVELS.collect();
-    Ok(enforce_retention_scheduled(store, policy, now, &all)
+    Ok(enforce_retention_scheduled(store, policy, now, &all, None)
         .await?
         .0)
 }
@@ -160,6 +160,7 @@ pub async fn enforce_retention_scheduled(
     policy: &RetentionPolicy,
     now: SystemTime,
     levels: &[u8],
+    metrics_db: Option<&str>,
 ) -> Result<(usize, Option<SystemTime>), HistoryError> {
     // Only the levels this replicator writes (L0, its compaction levels, L9): a pass over
     // every level made 10 LISTs, most of them of levels never used. Files of other levels are
@@ -167,6 +168,10 @@ pub async fn enforce_retention_scheduled(
     let files = crate::storage::list_levels(store.as_ref(), levels.iter().copied(), None)
         .await
         .map_err(|e| storage(store)(e.source))?;
+    if let Some(db) = metrics_db {
+        let (e, n, r) = crate::retention::l0_status(&files, policy, now);
+        crate::metrics::db::l0_retention(db, e, n, r);
+    }
     let next = crate::retention::next_deletion_due(&files, policy, now);
     let delete = plan_deletions(&files, policy, now);
     if delete.is_empty() {
@@ -237,6 +242,19 @@ pub async fn run(
     let mut retention_at = now;
     let mut retention_next: Option<SystemTime> = None;
     let tmp = meta.root().to_path_buf();
+    // litestream_l0_retention_files_total's `db` label: the database's file name, from the
+    // meta directory's (`.<name>-litestream`).
+    let metrics_db = {
+        let root = meta
+            .root()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        root.strip_prefix('.')
+            .and_then(|r| r.strip_suffix("-litestream"))
+            .map(str::to_string)
+            .unwrap_or(root)
+    };
     let listed_levels: Vec<u8> = (0..=levels as u8).chain([SNAPSHOT_LEVEL]).collect();
     // A replica without any snapshot gets one soon after start, as Litestream does.
     if last_snapshot.is_none() {
@@ -316,7 +334,15 @@ pub async fn run(
             snapshot_at = next_aligned(now, opts.snapshot_interval);
         }
         if retention_due.is_some_and(|r| now >= r) {
-            match enforce_retention_scheduled(&store, &opts.retention, now, &listed_levels).await {
+            match enforce_retention_scheduled(
+                &store,
+                &opts.retention,
+                now,
+                &listed_levels,
+                Some(&metrics_db),
+            )
+            .await
+            {
                 Ok((_, n)) => {
                     retention_dirty = false;
                     retention_next = n;

@@ -40,7 +40,10 @@ fn main() {
             }
         }
         Err(e) => {
-            eprintln!("error: {}", walstream::error_chain::anyhow_line(&e));
+            eprintln!(
+                "error: {}",
+                walstream::logging::redact(&walstream::error_chain::anyhow_line(&e))
+            );
             std::process::exit(1);
         }
     }

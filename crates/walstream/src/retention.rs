@@ -44,6 +44,32 @@ fn older_than(f: &LtxFileInfo, now: SystemTime, age: Duration) -> bool {
     now.duration_since(f.created_at).is_ok_and(|d| d > age)
 }
 
+/// L0 files by retention status, as Litestream's `litestream_l0_retention_files_total`
+/// counts them: (eligible: compacted into L1 and older than `l0-retention`; not compacted;
+/// compacted but too recent).
+pub fn l0_status(
+    files: &[LtxFileInfo],
+    policy: &RetentionPolicy,
+    now: SystemTime,
+) -> (u64, u64, u64) {
+    let l1_max = files
+        .iter()
+        .filter(|f| f.level == 1)
+        .map(|f| f.max_txid)
+        .max();
+    let (mut eligible, mut not_compacted, mut too_recent) = (0, 0, 0);
+    for f in files.iter().filter(|f| f.level == 0) {
+        if l1_max.is_none_or(|m| f.max_txid > m) {
+            not_compacted += 1;
+        } else if older_than(f, now, policy.l0_retention) {
+            eligible += 1;
+        } else {
+            too_recent += 1;
+        }
+    }
+    (eligible, not_compacted, too_recent)
+}
+
 /// The files to delete from `files` (every level of one replica). Empty if nothing is
 /// redundant, retention is disabled, or the safety check fails.
 pub fn plan_deletions(

@@ -144,29 +144,25 @@ where
 /// Sets up logging to stderr. `level` is the `-log-level` flag; without it `$LOG_LEVEL`, then
 /// `info`. Accepts Litestream's names (debug, info, warn, error) in any case.
 pub fn init_logging(level: Option<&str>) {
-    use std::io::IsTerminal;
+    init_logging_to(
+        level,
+        crate::logging::Format::Text,
+        crate::logging::Output::Stderr,
+    );
+}
+
+/// Sets up logging as `replicate`'s `logging:` keys ask: text or JSON, stdout or stderr.
+pub fn init_logging_to(
+    level: Option<&str>,
+    format: crate::logging::Format,
+    out: crate::logging::Output,
+) {
     let level = level
         .map(str::to_string)
         .or_else(|| std::env::var("LOG_LEVEL").ok())
         .filter(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| "info".to_string())
-        .trim()
-        .to_ascii_lowercase();
-    let level = match level.as_str() {
-        "warning" => "warn".to_string(),
-        // object_store logs each of its own quick retries at INFO; walstream reports the
-        // outcome itself (one line when the store goes away, one when it is back).
-        "info" => "info,object_store=warn".to_string(),
-        _ => level,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_env_filter(filter)
-        .try_init();
+        .unwrap_or_else(|| "info".to_string());
+    crate::logging::init(&level, format, out);
 }
 
 /// Runs a parsed command line. Returns the exit code (`replicate -exec` passes its child's on).
@@ -177,7 +173,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .log_level
                 .clone()
                 .or_else(|| replicate::config_log_level(&args));
-            init_logging(level.as_deref());
+            // logging.type and logging.stderr (h-metrics).
+            let (format, out) = replicate::config_log_output(&args);
+            init_logging_to(level.as_deref(), format, out);
             replicate::run(args).await
         }
         Command::Demo(args) => {

@@ -87,6 +87,70 @@ pub fn config_log_level(args: &ReplicateArgs) -> Option<String> {
     loaded.config.log_level().map(str::to_string)
 }
 
+/// `logging.type` and `logging.stderr` from the config file (text, and stderr, when absent or
+/// when the config does not load; `replicate` reports why).
+pub fn config_log_output(args: &ReplicateArgs) -> (crate::logging::Format, crate::logging::Output) {
+    use crate::logging::{Format, Output};
+    let logging = (args.args.len() != 2)
+        .then(|| find_config(args.config.as_deref()))
+        .flatten()
+        .and_then(|p| Config::load(&p, !args.no_expand_env).ok())
+        .and_then(|l| l.config.logging);
+    let Some(l) = logging else {
+        return (Format::Text, Output::Stderr);
+    };
+    let out = match l.stderr {
+        Some(false) => Output::Stdout,
+        _ => Output::Stderr,
+    };
+    (Format::parse(l.kind.as_deref()), out)
+}
+
+/// Registers every secret of a replica's config (keys, passwords, tokens, a URL's password)
+/// with the logger, so that no log line shows it.
+fn register_secrets(r: &ReplicaConfig) {
+    for s in [
+        &r.secret_access_key,
+        &r.sse_customer_key,
+        &r.account_key,
+        &r.sas_token,
+        &r.password,
+        &r.webdav_password,
+        &r.jwt,
+        &r.seed,
+        &r.nkey,
+        &r.token,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        crate::logging::add_secret(s);
+    }
+    if let Some(url) = &r.url {
+        if let Some((_, rest)) = url.split_once("://") {
+            let authority = rest.split('/').next().unwrap_or("");
+            if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                if let Some((_, pw)) = userinfo.split_once(':') {
+                    crate::logging::add_secret(pw);
+                    if let Ok(d) = percent_encoding::percent_decode_str(pw).decode_utf8() {
+                        crate::logging::add_secret(&d);
+                    }
+                }
+            }
+        }
+    }
+    for var in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "LITESTREAM_SECRET_ACCESS_KEY",
+        "AZURE_STORAGE_KEY",
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            crate::logging::add_secret(&v);
+        }
+    }
+}
+
 /// One database to replicate.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -110,6 +174,28 @@ struct Plan {
     exec: Option<(String, bool)>,
     /// `shutdown-sync-timeout`.
     shutdown_timeout: Option<std::time::Duration>,
+    /// Metrics, heartbeat and backlog settings (h-metrics).
+    ops: OpsSettings,
+}
+
+/// `addr`, `heartbeat-url`, `heartbeat-interval`, `max-local-backlog`.
+#[derive(Debug, Clone, Default)]
+struct OpsSettings {
+    addr: Option<String>,
+    heartbeat_url: Option<String>,
+    heartbeat_interval: Option<std::time::Duration>,
+    max_local_backlog: Option<u64>,
+}
+
+impl OpsSettings {
+    fn from_config(cfg: &Config) -> OpsSettings {
+        OpsSettings {
+            addr: cfg.addr.clone().filter(|a| !a.trim().is_empty()),
+            heartbeat_url: cfg.heartbeat_url.clone().filter(|u| !u.trim().is_empty()),
+            heartbeat_interval: cfg.heartbeat_interval,
+            max_local_backlog: Some(cfg.max_local_backlog()),
+        }
+    }
 }
 
 /// The error when no DB_PATH REPLICA_URL and no config file are given: Litestream's
@@ -141,6 +227,7 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
                 }],
                 exec: args.exec.clone().map(|e| (e, false)),
                 shutdown_timeout: None,
+                ops: OpsSettings::default(),
             })
         }
         [one] => anyhow::bail!("must specify a replica URL after the database path {one:?}"),
@@ -183,6 +270,7 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
                 targets,
                 exec,
                 shutdown_timeout: cfg.shutdown_sync_timeout,
+                ops: OpsSettings::from_config(&cfg),
             })
         }
     }
@@ -198,7 +286,9 @@ fn spec(t: Target, store: crate::storage::DynStore) -> DbSpec {
 }
 
 fn open_store(t: &Target) -> anyhow::Result<crate::storage::DynStore> {
+    register_secrets(&t.replica);
     crate::config::open_replica(&t.replica)
+        .map(crate::metrics::store::Instrumented::wrap)
         .with_context(|| format!("replica for {}", t.db.display()))
 }
 
@@ -291,6 +381,22 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
+    // Metrics and heartbeat (h-metrics): a port in use stops the start with one line.
+    let ops_cancel = tokio_util::sync::CancellationToken::new();
+    let _ops_stop = ops_cancel.clone().drop_guard();
+    if let Some(addr) = &plan.ops.addr {
+        let (local, _task) = crate::metrics::serve(addr, ops_cancel.child_token()).await?;
+        info!(url = %format!("http://{local}/metrics"), "serving metrics on");
+    }
+    if let Some(url) = &plan.ops.heartbeat_url {
+        let interval = crate::metrics::heartbeat::interval(plan.ops.heartbeat_interval);
+        info!(url = %crate::paths::redact_url(url), interval = ?interval, "sending heartbeats");
+        tokio::spawn(crate::metrics::heartbeat::run(
+            url.clone(),
+            interval,
+            ops_cancel.child_token(),
+        ));
+    }
     // The start-up line, as Litestream's `litestream v0.5.17`, once the arguments are known good.
     info!("walstream v{}", super::version::version());
     let mut sigint = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
@@ -321,6 +427,9 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
     let mut options = ServerOptions::default();
     if let Some(t) = plan.shutdown_timeout {
         options.shutdown_timeout = t;
+    }
+    if let Some(b) = plan.ops.max_local_backlog {
+        options.max_local_backlog = b;
     }
     let shutdown_timeout = options.shutdown_timeout;
     let server = Server::new(options);

@@ -163,7 +163,7 @@ pub struct Config {
     /// Top-level replica keys: defaults for every replica (already merged into `dbs`).
     #[serde(skip)]
     pub defaults: ReplicaConfig,
-    /// `addr`: Prometheus metrics address (not supported yet).
+    /// `addr`: where Prometheus metrics are served (`/metrics`).
     pub addr: Option<String>,
     /// `socket`: the control socket (not supported yet).
     pub socket: Option<SocketConfig>,
@@ -185,9 +185,9 @@ pub struct Config {
     pub verify_compaction: Option<bool>,
     /// `retention`: `enabled: false` turns deletions off.
     pub retention: Option<RetentionConfig>,
-    /// `heartbeat-url` (not supported yet).
+    /// `heartbeat-url`: pinged while every database replicates.
     pub heartbeat_url: Option<String>,
-    /// `heartbeat-interval` (not supported yet).
+    /// `heartbeat-interval` (default 5 m, at least 1 m).
     #[serde(default, deserialize_with = "opt_duration")]
     pub heartbeat_interval: Option<Duration>,
     /// `exec`: the command `replicate` runs when `-exec` is not given.
@@ -205,6 +205,11 @@ pub struct Config {
     /// `dbs`.
     #[serde(default, deserialize_with = "null_default")]
     pub dbs: Vec<DbConfig>,
+    // --- h-metrics: the local backlog cap ---
+    /// `max-local-backlog` (walstream): bytes of changes kept in meta directories while a
+    /// replica is unreachable (default 1 GiB; 0: no cap). See [`Config::max_local_backlog`].
+    #[serde(default, deserialize_with = "values::opt_size")]
+    pub max_local_backlog: Option<serde_norway::Value>,
 }
 
 /// `socket:`.
@@ -263,7 +268,7 @@ pub struct LoggingConfig {
     /// `type`: text or json.
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// `stderr` (walstream always logs to stderr).
+    /// `stderr`: `false` logs to stdout (walstream logs to stderr when the key is absent).
     #[serde(default, deserialize_with = "opt_bool")]
     pub stderr: Option<bool>,
 }
@@ -339,6 +344,8 @@ pub const DEFAULT_LEVEL_INTERVALS: [Duration; 3] = [
 ];
 /// Default `heartbeat-interval`.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
+/// Default `max-local-backlog`: 1 GiB (as `server::DEFAULT_MAX_LOCAL_BACKLOG`).
+pub const DEFAULT_MAX_LOCAL_BACKLOG: u64 = 1 << 30;
 /// Default `shutdown-sync-timeout`.
 pub const DEFAULT_SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `shutdown-sync-interval`.
@@ -433,6 +440,14 @@ impl Config {
             .as_ref()
             .and_then(|r| r.enabled)
             .unwrap_or(true)
+    }
+
+    /// `max-local-backlog` in bytes (default 1 GiB).
+    pub fn max_local_backlog(&self) -> u64 {
+        self.max_local_backlog
+            .as_ref()
+            .and_then(values::size_of)
+            .unwrap_or(DEFAULT_MAX_LOCAL_BACKLOG)
     }
 
     /// `logging.level`, if set.

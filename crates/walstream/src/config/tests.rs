@@ -89,11 +89,9 @@ fn config_fixture_03_several_dbs() {
     assert_eq!(dbs[1].options.monitor_interval, Duration::from_millis(500));
     assert_eq!(dbs[3].replica.account_key.as_deref(), Some("azure-secret"));
     assert_eq!(l.config.log_level(), Some("info"));
-    // addr (metrics) and logging.type json are read but not acted on.
-    let w: Vec<String> = l.warnings.iter().map(|w| w.key.to_string()).collect();
-    assert_eq!(w, ["addr", "logging.type"], "{:?}", l.warnings);
-    assert_eq!(l.warnings[0].pos, Some(Pos { line: 2, column: 1 }));
-    assert_eq!(l.warnings[0].kind, WarningKind::Unsupported);
+    // addr (metrics) and logging.type json take effect: no warning.
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(l.config.addr.as_deref(), Some(":9090"));
 }
 
 #[test]
@@ -136,15 +134,7 @@ fn config_fixture_05_dir_exec_heartbeat() {
     assert_eq!(c.dbs[0].recursive, Some(true));
     assert_eq!(c.dbs[0].display_path(), "/var/lib/app/tenants/**/*.db");
     let keys: Vec<String> = l.warnings.iter().map(|w| w.key.to_string()).collect();
-    assert_eq!(
-        keys,
-        [
-            "heartbeat-url",
-            "heartbeat-interval",
-            "dbs[0].watch",
-            "dbs[0].restore-if-db-not-exists"
-        ]
-    );
+    assert_eq!(keys, ["dbs[0].watch", "dbs[0].restore-if-db-not-exists"]);
     // A tenant's database resolves through the directory entry, with its own replica path.
     let t = c
         .find_db(Path::new("/var/lib/app/tenants/acme/app.db"))
@@ -567,4 +557,29 @@ fn config_load_reads_file_and_expands_env_unless_told_not_to() {
     let missing = Config::load(&dir.path().join("nope.yml"), true).unwrap_err();
     assert!(matches!(missing, ConfigError::NotFound { .. }));
     assert!(missing.to_string().starts_with("config file not found: "));
+}
+
+#[test]
+fn config_max_local_backlog_and_logging_type() {
+    let l = load(&format!(
+        "max-local-backlog: 64MiB\nlogging:\n  type: JSON\n  stderr: false\n{MINIMAL}"
+    ));
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(l.config.max_local_backlog(), 64 << 20);
+    assert_eq!(load(MINIMAL).config.max_local_backlog(), 1 << 30);
+    assert_eq!(
+        crate::config::DEFAULT_MAX_LOCAL_BACKLOG,
+        crate::server::DEFAULT_MAX_LOCAL_BACKLOG
+    );
+    assert_eq!(
+        load(&("max-local-backlog: 0\n".to_string() + MINIMAL))
+            .config
+            .max_local_backlog(),
+        0
+    );
+    let w = warnings(&format!("logging:\n  type: xml\n{MINIMAL}"));
+    assert!(
+        w[0].contains("unknown log type \"xml\"; using text"),
+        "{w:?}"
+    );
 }

@@ -44,6 +44,7 @@ const ALL_KEYS: &[&str] = &[
     "mcp-addr",
     "shutdown-sync-timeout",
     "shutdown-sync-interval",
+    "max-local-backlog",
     "dbs",
     "path",
     "dir",
@@ -419,9 +420,6 @@ fn check_top(cx: &mut Ctx<'_>, c: &Config, defaults: &ReplicaConfig) -> Result<(
     }
 
     // What walstream reads but does not act on.
-    if c.addr.as_deref().is_some_and(|a| !a.is_empty()) {
-        cx.unsupported(k("addr"), "Prometheus metrics are");
-    }
     if c.socket.as_ref().and_then(|s| s.enabled) == Some(true) {
         cx.unsupported(k("socket"), "the control socket is");
     }
@@ -437,12 +435,6 @@ fn check_top(cx: &mut Ctx<'_>, c: &Config, defaults: &ReplicaConfig) -> Result<(
         if present {
             cx.unsupported(k(key), "compaction verification is");
         }
-    }
-    if c.heartbeat_url.as_deref().is_some_and(|u| !u.is_empty()) {
-        cx.unsupported(k("heartbeat-url"), "heartbeats are");
-    }
-    if c.heartbeat_interval.is_some() {
-        cx.unsupported(k("heartbeat-interval"), "heartbeats are");
     }
     // shutdown-sync-timeout bounds the final sync (ServerOptions::shutdown_timeout); the
     // retry interval inside it is walstream's own backoff.
@@ -464,10 +456,13 @@ fn check_top(cx: &mut Ctx<'_>, c: &Config, defaults: &ReplicaConfig) -> Result<(
                 );
             }
         }
-        if let Some(t) = l.kind.as_deref().filter(|t| !t.is_empty() && *t != "text") {
-            cx.unsupported(
+        if let Some(t) = l.kind.as_deref().filter(|t| {
+            !t.is_empty() && !["text", "json"].contains(&t.to_ascii_lowercase().as_str())
+        }) {
+            cx.warn(
                 KeyPath::keys(&["logging", "type"]),
-                &format!("log type {t:?} is"),
+                WarningKind::NoEffect,
+                format!("unknown log type {t:?}; using text (as Litestream does)"),
             );
         }
     }

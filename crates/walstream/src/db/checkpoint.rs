@@ -139,7 +139,10 @@ impl Db {
     pub fn checkpoint_passive(&mut self) -> Result<(), DbError> {
         self.ensure_open()?;
         self.sync()?;
-        let r = self.conn().checkpoint(CheckpointMode::Passive)?;
+        let started = Instant::now();
+        let r = self.conn().checkpoint(CheckpointMode::Passive);
+        crate::metrics::db::checkpoint(&self.path, "PASSIVE", started, r.is_ok());
+        let r = r?;
         crate::failpoint::hit("checkpoint.after_passive");
         debug!(db = %self.path.display(), busy = r.busy, log = r.log, checkpointed = r.checkpointed, "PASSIVE checkpoint");
         self.last_checkpoint = Instant::now();
@@ -192,7 +195,9 @@ impl Db {
         self.sync()?;
         self.conn().release_guard();
         self.guard.released();
+        let started = Instant::now();
         let r = self.conn().checkpoint(CheckpointMode::Truncate);
+        crate::metrics::db::checkpoint(&self.path, "TRUNCATE", started, r.is_ok());
         crate::failpoint::hit("checkpoint.after_truncate");
         self.last_checkpoint = Instant::now();
         self.renew_guard()?;

@@ -26,6 +26,7 @@ use crate::sqlite::conn::{ConnError, DbConn};
 use crate::sqlite::locks::ShmProbe;
 use crate::sqlite::wal_reader::{WalError, WAL_HEADER_SIZE};
 
+mod backlog;
 mod checkpoint;
 mod guard;
 mod snapshot;

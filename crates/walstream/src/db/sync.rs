@@ -35,6 +35,18 @@ impl Db {
     /// One sync: copy newly committed WAL frames into a new L0 file (or a full snapshot when the
     /// position was lost). Returns what was written, if anything.
     pub fn sync(&mut self) -> Result<Option<SyncOutcome>, DbError> {
+        // Metrics hook (litestream_sync_*): the sync itself is `sync_unmeasured`.
+        let timer = crate::metrics::db::SyncTimer::start();
+        let r = self.sync_unmeasured();
+        let wal_bytes = match &r {
+            Ok(Some(o)) => o.pages as u64 * (u64::from(self.page_size) + 24),
+            _ => 0,
+        };
+        timer.finish(&self.path, wal_bytes, &r);
+        r
+    }
+
+    fn sync_unmeasured(&mut self) -> Result<Option<SyncOutcome>, DbError> {
         self.ensure_open()?;
         // The guard is taken before the scan so that a WAL restart seen later is attributable.
         if !self.conn().has_guard() {

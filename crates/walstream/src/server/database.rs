@@ -22,6 +22,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+// Backlog cap hooks (h-metrics).
+mod backlog;
+
 use super::watcher::Signal;
 use super::{DbSpec, ServerError, Shared};
 use crate::db::{Db, DbError};
@@ -123,6 +126,8 @@ struct Ctx {
     doomed: AtomicBool,
     /// Woken by the uploader after each pass: the WAL task may sync what it held back.
     drained: tokio::sync::Notify,
+    /// The local backlog cap's state (h-metrics).
+    backlog: backlog::Backlog,
 }
 
 impl Ctx {
@@ -212,7 +217,16 @@ async fn run(
         }
     };
     let fresh = db.local_txid().is_none();
+    // Metrics hook (h-metrics): /metrics and the heartbeat read this database's state.
+    let _metrics = crate::metrics::track_db(
+        &path,
+        spec.store.describe(),
+        db.meta().level_dir(0),
+        metrics_view(state.clone()),
+    );
+    let l0_dir = db.meta().level_dir(0);
     let ctx = Arc::new(Ctx {
+        backlog: backlog::Backlog::new(l0_dir),
         shared: shared.clone(),
         path: path.clone(),
         db: Arc::new(Mutex::new(db)),
@@ -229,6 +243,17 @@ async fn run(
     let wal = tokio::spawn(wal_task(ctx.clone(), wrote_tx, ready_rx));
     upload_task(ctx.clone(), spec, fresh, wrote_rx, ready_tx, wal).await;
     shared.watcher.remove(&path, &signal);
+}
+
+/// Metrics hook (h-metrics): what /metrics and the heartbeat see of a database.
+fn metrics_view(s: Arc<State>) -> impl Fn() -> crate::metrics::DbView + Send + Sync + 'static {
+    move || crate::metrics::DbView {
+        path: PathBuf::new(),
+        local: s.local.load(Ordering::Relaxed),
+        remote: s.remote.load(Ordering::Relaxed),
+        connected: s.connected.load(Ordering::Relaxed),
+        failing: s.last_error.lock().is_ok_and(|e| e.is_some()),
+    }
 }
 
 /// Why contacting the replica failed.
@@ -448,6 +473,7 @@ async fn upload_task(
                 }
                 backoff.reset();
                 ctx.state.set_error(None);
+                backlog::after_upload_ok(&ctx, rep.remote_txid()).await;
                 false
             }
             Err(e) => {
@@ -675,6 +701,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
                 Some(Ok((wrote_any, unpublished, writing))) => {
                     if wrote_any {
                         wrote.send_modify(|g| *g += 1);
+                        backlog::after_sync(&ctx).await;
                     }
                     // A commit written but not yet published in the WAL-index (its writer
                     // may be in fsync between the two): look again soon, every 1, 2, 4 ... 16

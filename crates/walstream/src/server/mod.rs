@@ -69,7 +69,14 @@ pub struct ServerOptions {
     /// Databases kept open (warm) at most; past it, quiet databases go cold sooner. Derived from
     /// RLIMIT_NOFILE by default (a warm database uses about 5 descriptors).
     pub max_open: usize,
+    /// `max-local-backlog`: bytes of L0 files kept locally while the replica is unreachable;
+    /// past it they are dropped and one snapshot replaces them when the replica is back
+    /// (default 1 GiB; 0: no cap). A warning comes at half of it.
+    pub max_local_backlog: u64,
 }
+
+/// Default [`ServerOptions::max_local_backlog`]: 1 GiB.
+pub const DEFAULT_MAX_LOCAL_BACKLOG: u64 = 1 << 30;
 
 impl Default for ServerOptions {
     fn default() -> Self {
@@ -91,6 +98,7 @@ impl Default for ServerOptions {
             connect_concurrency: 32,
             shutdown_timeout: crate::replica::DEFAULT_SHUTDOWN_TIMEOUT,
             max_open: (nofile.saturating_sub(256) / 6).max(16),
+            max_local_backlog: DEFAULT_MAX_LOCAL_BACKLOG,
         }
     }
 }

@@ -267,13 +267,13 @@ fn config_databases_warns_unknown_keys_on_stderr_with_line() {
     let cfg = dir.path().join("typo.yml");
     write(
         &cfg,
-        "addr: ':9090'\ndbs:\n  - path: /a.db\n    checkpoint-intervall: 1m\n    replica:\n      url: s3://b/p\n",
+        "mcp-addr: ':3001'\ndbs:\n  - path: /a.db\n    checkpoint-intervall: 1m\n    replica:\n      url: s3://b/p\n",
     );
     let r = walstream_env(&["databases", "-config", cfg.to_str().unwrap()], &[]);
     r.success();
     assert!(
         r.stderr
-            .contains("typo.yml:1:1: addr: Prometheus metrics are not supported by walstream yet"),
+            .contains("typo.yml:1:1: mcp-addr: the MCP server is not supported by walstream yet"),
         "{}",
         r.stderr
     );

@@ -24,6 +24,7 @@ mod interference;
 mod lag;
 mod litestream;
 mod ops;
+mod ops_metrics;
 mod replication;
 mod restore_bad_input;
 mod restore_fallback;
