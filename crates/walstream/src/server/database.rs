@@ -197,6 +197,8 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let path = spec.path.clone();
+    shared.running.fetch_add(1, Ordering::Relaxed);
+    let _running = RunningGuard(shared.clone());
     let watched = shared.watcher.add(&path, &signal);
     let opts = spec.opts.clone();
     let p = path.clone();
@@ -253,6 +255,15 @@ fn metrics_view(s: Arc<State>) -> impl Fn() -> crate::metrics::DbView + Send + S
         remote: s.remote.load(Ordering::Relaxed),
         connected: s.connected.load(Ordering::Relaxed),
         failing: s.last_error.lock().is_ok_and(|e| e.is_some()),
+    }
+}
+
+/// Counts a database in [`Shared::running`] while its task lives.
+struct RunningGuard(Arc<Shared>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -588,8 +599,8 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
     };
     while !ctx.cancel.is_cancelled() {
         let now = Instant::now();
-        let cold_after = if ctx.shared.open_count() > opts.max_open {
-            opts.cold_after.min(Duration::from_secs(1))
+        let cold_after = if ctx.shared.over_open_limit() {
+            opts.cold_after.min(Duration::from_millis(200))
         } else {
             opts.cold_after
         };

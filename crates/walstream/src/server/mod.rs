@@ -232,6 +232,8 @@ pub(crate) struct Shared {
     pub(crate) connect: Semaphore,
     /// Databases currently open (warm).
     pub(crate) open: AtomicUsize,
+    /// Databases running (each keeps one descriptor while cold: its lease owner token).
+    pub(crate) running: AtomicUsize,
     fatal: tokio::sync::mpsc::UnboundedSender<ServerError>,
 }
 
@@ -241,6 +243,16 @@ impl Shared {
     }
     pub(crate) fn open_count(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+    /// Whether more databases are warm than the descriptors allow: `max_open` less one sixth
+    /// of the running databases (a warm one takes about 6 descriptors, a cold one 1).
+    pub(crate) fn over_open_limit(&self) -> bool {
+        let limit = self
+            .opts
+            .max_open
+            .saturating_sub(self.running.load(Ordering::Relaxed) / 6)
+            .max(16);
+        self.open_count() > limit
     }
 }
 
@@ -261,6 +273,7 @@ impl Server {
             watcher: watcher::Watcher::start(cancel.child_token()),
             connect: Semaphore::new(opts.connect_concurrency.max(1)),
             open: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
             cancel,
             opts,
             fatal: tx,

@@ -116,12 +116,17 @@ impl StorageError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StorageError::Transient { .. } => true,
-            StorageError::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::Interrupted
-                    | std::io::ErrorKind::TimedOut
-                    | std::io::ErrorKind::WouldBlock
-            ),
+            StorageError::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::WouldBlock
+                )
+                // Out of descriptors (EMFILE, ENFILE): others close theirs soon. (Seen with
+                // 10,000 databases starting at once: one upload's temp file stopped the server.)
+                || matches!(source.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+            }
             _ => false,
         }
     }
