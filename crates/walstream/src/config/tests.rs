@@ -141,7 +141,6 @@ fn config_fixture_05_dir_exec_heartbeat() {
         [
             "heartbeat-url",
             "heartbeat-interval",
-            "dbs[0].watch",
             "dbs[0].restore-if-db-not-exists"
         ]
     );
