@@ -216,8 +216,38 @@ pub struct SocketConfig {
     pub enabled: Option<bool>,
     /// `path`.
     pub path: Option<String>,
-    /// `permissions`.
+    /// `permissions` (octal: `0600`, `0o600`, or a string of either).
+    #[serde(default, deserialize_with = "opt_mode")]
     pub permissions: Option<u32>,
+}
+
+/// serde: a file mode written `0600` (read as a string by this YAML parser), `"0o600"`, or a
+/// number.
+fn opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        N(u32),
+        S(String),
+    }
+    match Option::<Mode>::deserialize(d)? {
+        None => Ok(None),
+        Some(Mode::N(n)) => Ok(Some(n)),
+        Some(Mode::S(s)) => {
+            let t = s.trim();
+            let digits = t
+                .strip_prefix("0o")
+                .or_else(|| t.strip_prefix("0O"))
+                .unwrap_or(t);
+            u32::from_str_radix(digits, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .map(Some)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("invalid file mode {s:?} (want octal, e.g. 0600)"))
+                })
+        }
+    }
 }
 
 /// One `levels[]` entry.

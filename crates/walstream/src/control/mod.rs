@@ -291,12 +291,14 @@ impl Control {
         crate::config::expand_path(path)
     }
 
-    fn local_txid(&self, path: &Path) -> Option<TxId> {
+    /// The running database's local TXID, else the newest in its meta directory.
+    fn local_txid(&self, path: &Path, meta_path: Option<&Path>) -> Option<TxId> {
         self.server
             .status()
             .into_iter()
             .find(|s| s.path == path)
             .and_then(|s| s.local_txid)
+            .or_else(|| backlog(&MetaDir::for_db(path, meta_path), None).local_txid)
     }
 
     /// Starts replicating `spec` and remembers it. `false` if it was known already.
@@ -327,7 +329,7 @@ impl Control {
     pub async fn unregister(&self, path: &Path) -> Option<Option<TxId>> {
         let mut entries = self.entries.lock().await;
         let entry = entries.remove(path)?;
-        let txid = self.local_txid(path);
+        let txid = self.local_txid(path, entry.spec.opts.meta_path.as_deref());
         if entry.running {
             if let Err(e) = self.server.remove(path).await {
                 debug!(db = %path.display(), "unregister: {e}");
@@ -385,13 +387,14 @@ impl Control {
             info!(db = %path.display(), "replication started through the control socket");
             "started"
         };
+        let meta_path = entry.spec.opts.meta_path.clone();
         drop(entries);
         Response::json(
             200,
             &StatusResponse {
                 status: status.into(),
                 path: path.display().to_string(),
-                txid: Some(txid_num(self.local_txid(&path))),
+                txid: Some(txid_num(self.local_txid(&path, meta_path.as_deref()))),
             },
         )
     }
@@ -410,7 +413,7 @@ impl Control {
         let Some(entry) = entries.get_mut(&path) else {
             return error(500, format!("database not found: {}", path.display()));
         };
-        let txid = self.local_txid(&path);
+        let txid = self.local_txid(&path, entry.spec.opts.meta_path.as_deref());
         let status = if entry.running {
             entry.running = false;
             if let Err(e) = self.server.remove(&path).await {
@@ -550,12 +553,13 @@ impl Control {
             Ok(p) => p,
             Err(e) => return error(400, format!("invalid path: {e}")),
         };
-        if !self.contains(&path).await {
-            return error(404, "database not found");
-        }
+        let meta_path = match self.entries.lock().await.get(&path) {
+            Some(e) => e.spec.opts.meta_path.clone(),
+            None => return error(404, "database not found"),
+        };
         Response::json(
             200,
-            &serde_json::json!({ "txid": txid_num(self.local_txid(&path)) }),
+            &serde_json::json!({ "txid": txid_num(self.local_txid(&path, meta_path.as_deref())) }),
         )
     }
 
