@@ -8,6 +8,7 @@ mod backend_cycle;
 mod cli;
 mod cold_warm;
 mod config;
+mod control;
 mod corrupt_replica;
 mod crash;
 mod fault_proxy;
