@@ -302,7 +302,13 @@ fn control_walstream_cli_against_litestream_socket() {
     write(&a, "a0", 10);
     let cfg = config(d, &sock, &file_db(&a, &rep_a));
     let mut ls = Replicator::litestream(&["replicate", "-config", s(&cfg)]).start(&d.join("log"));
-    ls.wait_for_log("control socket listening", Duration::from_secs(60));
+    // Litestream logs to stdout (not kept by the harness): wait for its socket.
+    let t0 = Instant::now();
+    while !sock.exists() {
+        ls.assert_running();
+        assert!(t0.elapsed() < Duration::from_secs(60), "Litestream's socket never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let w = |args: &[&str]| {
         let mut v = args.to_vec();
         v.insert(1, "-socket");
@@ -453,10 +459,24 @@ fn control_sync_wait_s3_lists_the_object() {
         out
     };
     assert!(moto("PUT", &format!("/{bucket}")).contains(" 200"));
+    // Uploads of LTX files are held 1.5 s by a proxy: a sync -wait that did not wait for the
+    // store would return before the file is there.
+    let proxy = super::fault_proxy::FaultProxy::start(&endpoint);
+    proxy.set_config(super::fault_proxy::FaultConfig {
+        enabled: true,
+        path_suffix: Some(".ltx".into()),
+        stall: 1.0,
+        stall_for: Duration::from_millis(1500),
+        ..Default::default()
+    });
+    let via_proxy = format!(
+        "s3://{bucket}/db?endpoint={}&region=us-east-1&forcePathStyle=true",
+        proxy.endpoint()
+    );
     let url = format!("s3://{bucket}/db?endpoint={endpoint}&region=us-east-1&forcePathStyle=true");
     create_db(&a);
     write(&a, "a0", 10);
-    let cfg = config(d, &sock, &format!("  - path: {}\n    replica:\n      url: {url}\n", a.display()));
+    let cfg = config(d, &sock, &format!("  - path: {}\n    replica:\n      url: {via_proxy}\n", a.display()));
     let env: Vec<(String, String)> = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
         .iter()
         .map(|k| (k.to_string(), std::env::var(k).unwrap_or_else(|_| "test".into())))
@@ -470,6 +490,10 @@ fn control_sync_wait_s3_lists_the_object() {
         let want = util::source_digest(&a);
         let out = json(&util::walstream(&["sync", "-socket", s(&sock), "-wait", "-json", s(&a)]));
         let txid = out["txid"].as_u64().unwrap();
+        assert!(
+            out["duration_ms"].as_u64().unwrap() >= 1400,
+            "round {round}: sync -wait returned before the held upload finished: {out}"
+        );
         // Listing the bucket right after the return shows the file that holds the TXID.
         let listing = moto("GET", &format!("/{bucket}?list-type=2&prefix=db/"));
         let on_store = listing
