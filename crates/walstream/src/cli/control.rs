@@ -236,7 +236,9 @@ struct RegisterResult<'a> {
 pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
     let path = db_path(&args.path)?;
     let Some(replica) = args.replica.as_deref().filter(|r| !r.is_empty()) else {
-        bail!("-replica is required. Try: walstream register -replica s3://bucket/prefix /path/to/db");
+        bail!(
+            "-replica is required. Try: walstream register -replica s3://bucket/prefix /path/to/db"
+        );
     };
     let timeout = args.socket.timeout(30)?;
     let req = serde_json::to_vec(&RegisterRequest {
@@ -290,7 +292,9 @@ pub async fn unregister(args: DbArgs) -> anyhow::Result<()> {
         println!("  database: {path}");
         println!("  socket: {}", args.socket.socket.display());
         println!("  replicas: daemon-managed replica for this database");
-        println!("  final sync: the daemon syncs the database and replica before the command completes");
+        println!(
+            "  final sync: the daemon syncs the database and replica before the command completes"
+        );
         println!("  timeout: {timeout}s");
         println!("No unregister request was sent.");
         return Ok(());

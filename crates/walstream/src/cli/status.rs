@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::config::Config;
-use crate::control::{self, http, hex_txid, DbReport, StatusReport};
+use crate::control::{self, hex_txid, http, DbReport, StatusReport};
 use crate::meta::MetaDir;
 
 use super::replicate::{find_config, load_config};
@@ -238,10 +238,7 @@ pub async fn reset(args: ResetArgs) -> anyhow::Result<()> {
         );
     }
     if args.dry_run {
-        println!(
-            "Dry run: local state would be reset for: {}",
-            db.display()
-        );
+        println!("Dry run: local state would be reset for: {}", db.display());
         println!("Would remove: {}", ltx_dir.display());
         println!("Files that would be removed:");
         for f in &files {

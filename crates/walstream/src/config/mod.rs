@@ -244,7 +244,9 @@ fn opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
                 .filter(|m| *m <= 0o7777)
                 .map(Some)
                 .ok_or_else(|| {
-                    serde::de::Error::custom(format!("invalid file mode {s:?} (want octal, e.g. 0600)"))
+                    serde::de::Error::custom(format!(
+                        "invalid file mode {s:?} (want octal, e.g. 0600)"
+                    ))
                 })
         }
     }

@@ -263,8 +263,11 @@ pub fn start(
                 None => {
                     let now = Instant::now();
                     st.pending.retain(|_, (_, until)| *until > now);
-                    let due: Vec<(PathBuf, usize)> =
-                        st.pending.iter().map(|(p, (i, _))| (p.clone(), *i)).collect();
+                    let due: Vec<(PathBuf, usize)> = st
+                        .pending
+                        .iter()
+                        .map(|(p, (i, _))| (p.clone(), *i))
+                        .collect();
                     for (p, i) in due {
                         st.consider(i, p).await;
                     }
@@ -275,7 +278,9 @@ pub fn start(
                 }
                 Some(Ok(ev)) => {
                     if ev.mask.contains(EventMask::Q_OVERFLOW) {
-                        warn!("directory watch overflowed; looking at every watched directory again");
+                        warn!(
+                            "directory watch overflowed; looking at every watched directory again"
+                        );
                         let dirs: Vec<(PathBuf, usize)> = st.by_wd.values().cloned().collect();
                         for (d, i) in dirs {
                             if let Ok(rd) = std::fs::read_dir(&d) {
@@ -306,7 +311,10 @@ pub fn start(
                         }
                         continue;
                     }
-                    if ev.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+                    if ev
+                        .mask
+                        .intersects(EventMask::DELETE | EventMask::MOVED_FROM)
+                    {
                         if base_of(&path) == path {
                             st.gone(&path).await;
                         }

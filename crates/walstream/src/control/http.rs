@@ -114,7 +114,9 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Reads a head and returns (head text, what was read past it).
-async fn read_head(stream: &mut (impl AsyncReadExt + Unpin)) -> Result<(String, Vec<u8>), ReadError> {
+async fn read_head(
+    stream: &mut (impl AsyncReadExt + Unpin),
+) -> Result<(String, Vec<u8>), ReadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -144,9 +146,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Reads one request from `stream`.
-pub async fn read_request(
-    stream: &mut (impl AsyncReadExt + Unpin),
-) -> Result<Request, ReadError> {
+pub async fn read_request(stream: &mut (impl AsyncReadExt + Unpin)) -> Result<Request, ReadError> {
     let (head, mut body) = read_head(stream).await?;
     let line = head.lines().next().unwrap_or("");
     let mut parts = line.split_whitespace();
@@ -172,7 +172,9 @@ pub async fn read_request(
         let mut chunk = vec![0u8; (len - body.len()).min(64 * 1024)];
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(ReadError::Malformed("body shorter than Content-Length".into()));
+            return Err(ReadError::Malformed(
+                "body shorter than Content-Length".into(),
+            ));
         }
         body.extend_from_slice(&chunk[..n]);
     }
@@ -276,8 +278,8 @@ pub async fn request(
             .and_then(|c| c.parse::<u16>().ok())
             .ok_or_else(|| bad(format!("bad status line {:?}", head.lines().next())))?;
         let len = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok());
-        let chunked = header(&head, "transfer-encoding")
-            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+        let chunked =
+            header(&head, "transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
         let mut chunk = [0u8; 16 * 1024];
         loop {
             if len.is_some_and(|l| rest.len() >= l) || rest.len() > MAX_BODY {

@@ -611,10 +611,7 @@ impl Control {
                     } else {
                         "replicating".into()
                     },
-                    local_txid: st
-                        .and_then(|s| s.local_txid)
-                        .or(b.local_txid)
-                        .map(hex_txid),
+                    local_txid: st.and_then(|s| s.local_txid).or(b.local_txid).map(hex_txid),
                     replica_txid: remote.map(hex_txid),
                     lag_seconds: Some(b.lag_seconds()),
                     backlog_files: b.files,

@@ -139,11 +139,9 @@ fn control_register_sync_wait_unregister_start_stop_without_restart() {
     let r = w(&["register", "-replica", &url_b, s(&b)]);
     r.success();
     assert!(r.stdout.contains("status: registered"), "{}", r.stdout);
-    assert!(
-        w(&["register", "-replica", "file:///elsewhere", s(&b)])
-            .stdout
-            .contains("status: already registered")
-    );
+    assert!(w(&["register", "-replica", "file:///elsewhere", s(&b)])
+        .stdout
+        .contains("status: already registered"));
     let list = json(&w(&["list", "-json"]));
     let paths: Vec<&str> = list["databases"]
         .as_array()
@@ -178,7 +176,11 @@ fn control_register_sync_wait_unregister_start_stop_without_restart() {
     // stop: replication of b pauses (the registration stays); start resumes it.
     let r = w(&["stop", s(&b)]);
     r.success();
-    assert!(r.stdout.contains("status: stopped") && r.stdout.contains("state: stopped"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("status: stopped") && r.stdout.contains("state: stopped"),
+        "{}",
+        r.stdout
+    );
     let list = json(&w(&["list", "-json"]));
     assert_eq!(list["databases"][1]["status"], "stopped", "{list}");
     let held = max_txid(&rep_b);
@@ -205,7 +207,11 @@ fn control_register_sync_wait_unregister_start_stop_without_restart() {
     assert!(held > 0);
     write(&b, "after-unregister", 30);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(max_txid(&rep_b), held, "an unregistered database was uploaded");
+    assert_eq!(
+        max_txid(&rep_b),
+        held,
+        "an unregistered database was uploaded"
+    );
     let err = w(&["sync", "-wait", s(&b)]).failure();
     assert!(err.contains("database not found"), "{err}");
 
@@ -273,17 +279,29 @@ fn control_litestream_cli_against_walstream_socket() {
     assert!(dbs.iter().all(|e| e["status"] == "replicating"), "{list}");
     let r = ls(&["list"]);
     r.success();
-    assert!(r.stdout.contains(&format!("{} [replicating]", b.display())), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("{} [replicating]", b.display())),
+        "{}",
+        r.stdout
+    );
 
     let info = json(&ls(&["info", "-json"]));
     assert_eq!(info["pid"].as_i64().unwrap(), rep.pid() as i64, "{info}");
     assert_eq!(info["database_count"], 2, "{info}");
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"), "{info}");
 
-    for (cmd, status) in [("stop", "stopped"), ("start", "started"), ("unregister", "unregistered")] {
+    for (cmd, status) in [
+        ("stop", "stopped"),
+        ("start", "started"),
+        ("unregister", "unregistered"),
+    ] {
         let r = ls(&[cmd, s(&b)]);
         r.success();
-        assert!(r.stdout.contains(&format!("status: {status}")), "{cmd}: {}", r.stdout);
+        assert!(
+            r.stdout.contains(&format!("status: {status}")),
+            "{cmd}: {}",
+            r.stdout
+        );
     }
     let r = ls(&["sync", s(&b)]);
     assert_eq!(r.code, Some(1));
@@ -306,7 +324,10 @@ fn control_walstream_cli_against_litestream_socket() {
     let t0 = Instant::now();
     while !sock.exists() {
         ls.assert_running();
-        assert!(t0.elapsed() < Duration::from_secs(60), "Litestream's socket never appeared");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "Litestream's socket never appeared"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let w = |args: &[&str]| {
@@ -325,12 +346,20 @@ fn control_walstream_cli_against_litestream_socket() {
     write(&a, "a1", 30);
     let out = json(&w(&["sync", "-wait", "-json", s(&a)]));
     let txid = out["txid"].as_u64().unwrap();
-    assert!(out["replica_txid"].as_u64().unwrap() >= txid && txid > 0, "{out}");
+    assert!(
+        out["replica_txid"].as_u64().unwrap() >= txid && txid > 0,
+        "{out}"
+    );
     assert!(max_txid(&rep_a) >= txid);
 
     create_db(&b);
     write(&b, "b0", 10);
-    let r = w(&["register", "-replica", &format!("file://{}", rep_b.display()), s(&b)]);
+    let r = w(&[
+        "register",
+        "-replica",
+        &format!("file://{}", rep_b.display()),
+        s(&b),
+    ]);
     r.success();
     assert!(r.stdout.contains("status: registered"), "{}", r.stdout);
     let list = json(&w(&["list", "-json"]));
@@ -352,12 +381,20 @@ fn control_socket_path_not_usable_is_one_line() {
     let a = d.join("a.db");
     create_db(&a);
     std::fs::write(d.join("plain-file"), b"x").unwrap();
-    for bad in [d.join("plain-file/ctl.sock"), PathBuf::from("/proc/walstream-test.sock"), d.join("plain-file")] {
+    for bad in [
+        d.join("plain-file/ctl.sock"),
+        PathBuf::from("/proc/walstream-test.sock"),
+        d.join("plain-file"),
+    ] {
         let cfg = config(d, &bad, &file_db(&a, &d.join("rep")));
         let r = util::walstream(&["replicate", "-config", s(&cfg)]);
         // The log has the start-up line; the error is one line of its own.
         assert!(r.code.is_some_and(|c| c != 0), "{r:?}");
-        let errors: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+        let errors: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect();
         assert_eq!(errors.len(), 1, "{}", r.stderr);
         assert!(
             errors[0].contains("control socket") && errors[0].contains(s(&bad)),
@@ -381,7 +418,14 @@ fn control_status_and_reset() {
     let mut rep = Replicator::with_config(&cfg, &d.join("log"));
     rep.wait_for_log("control socket listening", Duration::from_secs(30));
     write(&a, "a1", 10);
-    let out = json(&util::walstream(&["sync", "-socket", s(&sock), "-wait", "-json", s(&a)]));
+    let out = json(&util::walstream(&[
+        "sync",
+        "-socket",
+        s(&sock),
+        "-wait",
+        "-json",
+        s(&a),
+    ]));
     let txid = out["txid"].as_u64().unwrap();
 
     // Live: asked through the socket.
@@ -427,7 +471,14 @@ fn control_status_and_reset() {
     let want = util::source_digest(&a);
     let mut rep = Replicator::with_config(&cfg, &d.join("log2"));
     rep.wait_for_log("control socket listening", Duration::from_secs(30));
-    let out = json(&util::walstream(&["sync", "-socket", s(&sock), "-wait", "-json", s(&a)]));
+    let out = json(&util::walstream(&[
+        "sync",
+        "-socket",
+        s(&sock),
+        "-wait",
+        "-json",
+        s(&a),
+    ]));
     assert!(out["txid"].as_u64().unwrap() > txid, "{out}");
     assert_eq!(restored_digest(&util::file_url(&rep_a), d, &[]), want);
     rep.stop();
@@ -476,10 +527,22 @@ fn control_sync_wait_s3_lists_the_object() {
     let url = format!("s3://{bucket}/db?endpoint={endpoint}&region=us-east-1&forcePathStyle=true");
     create_db(&a);
     write(&a, "a0", 10);
-    let cfg = config(d, &sock, &format!("  - path: {}\n    replica:\n      url: {via_proxy}\n", a.display()));
+    let cfg = config(
+        d,
+        &sock,
+        &format!(
+            "  - path: {}\n    replica:\n      url: {via_proxy}\n",
+            a.display()
+        ),
+    );
     let env: Vec<(String, String)> = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
         .iter()
-        .map(|k| (k.to_string(), std::env::var(k).unwrap_or_else(|_| "test".into())))
+        .map(|k| {
+            (
+                k.to_string(),
+                std::env::var(k).unwrap_or_else(|_| "test".into()),
+            )
+        })
         .collect();
     let mut rep = Replicator::walstream(&["replicate", "-config", s(&cfg)])
         .env(&env)
@@ -488,7 +551,14 @@ fn control_sync_wait_s3_lists_the_object() {
     for round in 0..3 {
         write(&a, &format!("r{round}"), 40);
         let want = util::source_digest(&a);
-        let out = json(&util::walstream(&["sync", "-socket", s(&sock), "-wait", "-json", s(&a)]));
+        let out = json(&util::walstream(&[
+            "sync",
+            "-socket",
+            s(&sock),
+            "-wait",
+            "-json",
+            s(&a),
+        ]));
         let txid = out["txid"].as_u64().unwrap();
         assert!(
             out["duration_ms"].as_u64().unwrap() >= 1400,
@@ -504,7 +574,10 @@ fn control_sync_wait_s3_lists_the_object() {
             .filter_map(|n| ltx::parse_file_name(n).map(|(_, max)| max.0))
             .max()
             .unwrap_or(0);
-        assert!(on_store >= txid, "round {round}: store holds {on_store}, sync -wait said {txid}");
+        assert!(
+            on_store >= txid,
+            "round {round}: store holds {on_store}, sync -wait said {txid}"
+        );
         assert_eq!(restored_digest(&url, d, &env), want, "round {round}");
     }
     assert!(count(&a) > 0);
@@ -554,7 +627,12 @@ fn control_dir_watch_picks_up_new_and_drops_deleted_databases() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(t0.elapsed() < Duration::from_secs(2), "{} took {:?}", db.display(), t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{} took {:?}",
+            db.display(),
+            t0.elapsed()
+        );
     }
     // A matching file that is not SQLite: one line, nothing else stops.
     std::fs::write(data.join("junk.db"), b"this is not a database at all").unwrap();
@@ -578,17 +656,132 @@ fn control_dir_watch_picks_up_new_and_drops_deleted_databases() {
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     let stopped = rep.stop();
-    let junk_lines = stopped.log.lines().filter(|l| l.contains("junk.db")).count();
+    let junk_lines = stopped
+        .log
+        .lines()
+        .filter(|l| l.contains("junk.db"))
+        .count();
     assert_eq!(junk_lines, 1, "{}", stopped.log);
-    assert!(stopped.log.contains("not a SQLite database"), "{}", stopped.log);
+    assert!(
+        stopped.log.contains("not a SQLite database"),
+        "{}",
+        stopped.log
+    );
     assert!(!stopped.log.contains("notes.txt"), "{}", stopped.log);
-    assert_eq!(max_txid(&doomed_replica), kept, "the deleted database's replica changed");
-    assert!(doomed_replica.join("ltx").exists(), "the deleted database's replica was removed");
+    assert_eq!(
+        max_txid(&doomed_replica),
+        kept,
+        "the deleted database's replica changed"
+    );
+    assert!(
+        doomed_replica.join("ltx").exists(),
+        "the deleted database's replica was removed"
+    );
 
     // Every live one restores identical, by its path through the config.
     for (db, want) in wants {
-        let out = d.join(format!("restored-{}", db.file_name().unwrap().to_string_lossy()));
+        let out = d.join(format!(
+            "restored-{}",
+            db.file_name().unwrap().to_string_lossy()
+        ));
         util::walstream(&["restore", "-config", s(&cfg), "-o", s(&out), s(&db)]).success();
         assert_eq!(util::logical_digest(&out), want, "{}", db.display());
     }
+}
+
+/// Runs deploy/docker/entrypoint.sh with our binary; returns the run.
+fn entrypoint(cfg: &Path, app: &[&str]) -> util::Run {
+    let script = util::repo_root().join("deploy/docker/entrypoint.sh");
+    let mut cmd = std::process::Command::new(&script);
+    cmd.args(app)
+        .env("WALSTREAM_BIN", util::bin())
+        .env("WALSTREAM_CONFIG", cfg)
+        .env_remove("LOG_LEVEL")
+        .env_remove("LITESTREAM_CONFIG");
+    let out = cmd.output().unwrap();
+    util::Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        cmdline: format!("{} {}", script.display(), app.join(" ")),
+    }
+}
+
+#[test]
+fn deploy_entrypoint_restores_on_start_and_supervises_the_app() {
+    let tmp = util::tempdir();
+    let d = tmp.path();
+    let db = d.join("data/app.db");
+    let replica = d.join("replica");
+    let cfg = d.join("litestream.yml");
+    std::fs::write(&cfg, format!("dbs:\n{}", file_db(&db, &replica))).unwrap();
+    // The app: one row per boot, the row count it saw in a file, then exits with code 7. Its
+    // arguments carry quotes and spaces, which the entrypoint passes through -exec intact.
+    let app = |boot: &str| -> Vec<String> {
+        vec![
+            "python3".into(),
+            "-c".into(),
+            format!(
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA journal_mode=WAL'); \
+                 c.execute('CREATE TABLE IF NOT EXISTS t(v TEXT)'); \
+                 n=c.execute('SELECT count(*) FROM t').fetchone()[0]; \
+                 c.execute('INSERT INTO t VALUES (?)', (sys.argv[2],)); c.commit(); \
+                 open(sys.argv[3],'w').write(str(n)); sys.exit(7)"
+            ),
+            db.to_str().unwrap().into(),
+            format!("boot '{boot}' with spaces"),
+            d.join(format!("seen-{boot}")).to_str().unwrap().into(),
+        ]
+    };
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    for (boot, seen) in [("one", "0"), ("two", "1"), ("three", "2")] {
+        let argv = app(boot);
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let r = entrypoint(&cfg, &args);
+        assert_eq!(r.code, Some(7), "boot {boot}: {}", r.stderr);
+        assert_eq!(
+            std::fs::read_to_string(d.join(format!("seen-{boot}"))).unwrap(),
+            seen,
+            "boot {boot}: the app did not see the restored rows; log:\n{}",
+            r.stderr
+        );
+        if boot != "one" {
+            assert!(
+                r.stderr.contains("restored it from the replica"),
+                "{}",
+                r.stderr
+            );
+        }
+        // The container's disk is gone before the next boot.
+        util::remove_db(&db);
+        let _ = std::fs::remove_dir_all(d.join("data/.app.db-litestream"));
+    }
+    // The rows, quotes and spaces intact, are on the replica.
+    let out = d.join("final.db");
+    util::walstream(&["restore", "-o", s(&out), &util::file_url(&replica)]).success();
+    let c = Connection::open(&out).unwrap();
+    let rows: Vec<String> = c
+        .prepare("SELECT v FROM t ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            "boot 'one' with spaces",
+            "boot 'two' with spaces",
+            "boot 'three' with spaces"
+        ]
+    );
+}
+
+#[test]
+fn deploy_entrypoint_without_config_is_one_line() {
+    let tmp = util::tempdir();
+    let r = entrypoint(&tmp.path().join("missing.yml"), &["true"]);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("config file not found"), "{}", r.stderr);
 }
