@@ -486,7 +486,6 @@ fn config_warns_for_unsupported_and_inapplicable_keys() {
     assert_eq!(
         keys,
         [
-            "socket",
             "mcp-addr",
             "dbs[0].replica.name",
             "dbs[0].replica.region",
@@ -495,7 +494,7 @@ fn config_warns_for_unsupported_and_inapplicable_keys() {
         "{:?}",
         l.warnings
     );
-    assert!(l.warnings[3]
+    assert!(l.warnings[2]
         .message
         .contains("does not apply to file replicas"));
 }
@@ -566,4 +565,34 @@ fn config_load_reads_file_and_expands_env_unless_told_not_to() {
     let missing = Config::load(&dir.path().join("nope.yml"), true).unwrap_err();
     assert!(matches!(missing, ConfigError::NotFound { .. }));
     assert!(missing.to_string().starts_with("config file not found: "));
+}
+
+#[test]
+fn config_socket_permissions_are_octal() {
+    for (text, mode) in [
+        ("0660", 0o660),
+        ("'0o640'", 0o640),
+        ("600", 0o600),
+        ("384", 0o600),
+    ] {
+        let l = load(&format!(
+            "socket:\n  enabled: true\n  path: /tmp/x.sock\n  permissions: {text}\n{MINIMAL}"
+        ));
+        assert_eq!(
+            l.config.control_socket(),
+            Some((std::path::PathBuf::from("/tmp/x.sock"), mode)),
+            "{text}"
+        );
+    }
+    let l = load(&format!("socket:\n  enabled: true\n{MINIMAL}"));
+    assert_eq!(
+        l.config.control_socket(),
+        Some((std::path::PathBuf::from("/var/run/litestream.sock"), 0o600))
+    );
+    assert_eq!(load(MINIMAL).config.control_socket(), None);
+    assert!(Config::parse(
+        &format!("socket:\n  permissions: '0999'\n{MINIMAL}"),
+        Path::new("x.yml")
+    )
+    .is_err());
 }
