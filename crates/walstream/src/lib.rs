@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod compaction;
 pub mod config;
+pub mod control;
 pub mod db;
 pub mod error_chain;
 pub mod failpoint;

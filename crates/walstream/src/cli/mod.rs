@@ -7,12 +7,14 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
+pub mod control;
 pub mod databases;
 pub mod demo;
 pub mod exec;
 pub mod ltx;
 pub mod replicate;
 pub mod restore;
+pub mod status;
 pub mod version;
 pub use self::ltx::LtxArgs;
 pub use self::restore::RestoreArgs;
@@ -44,6 +46,25 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Prints the version.
     Version(version::VersionArgs),
+    // --- status, reset and the control-socket commands ---
+    /// Shows each database's local and replica TXID, lag, backlog and last error.
+    Status(status::StatusArgs),
+    /// Clears a database's local state (its meta directory's LTX files).
+    Reset(status::ResetArgs),
+    /// Starts replication of a database on the running daemon (control socket).
+    Start(control::DbArgs),
+    /// Stops replication of a database on the running daemon (control socket).
+    Stop(control::DbArgs),
+    /// Syncs a database now; with -wait, until the replica holds it (control socket).
+    Sync(control::SyncArgs),
+    /// Registers a database for replication on the running daemon (control socket).
+    Register(control::RegisterArgs),
+    /// Unregisters a database from the running daemon (control socket).
+    Unregister(control::DbArgs),
+    /// Lists the databases of the running daemon (control socket).
+    List(control::DaemonArgs),
+    /// Shows information about the running daemon (control socket).
+    Info(control::DaemonArgs),
 }
 
 /// Long flags any command takes, and whether each takes a value.
@@ -71,6 +92,10 @@ const LONG_FLAGS: &[(&str, bool)] = &[
     ("replica", true),
     ("verbose", false),
     ("help", false),
+    // status, reset, control-socket commands
+    ("socket", true),
+    ("timeout", true),
+    ("wait", false),
 ];
 
 /// Short flags and whether each takes a value.
@@ -198,6 +223,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             version::run(&args);
             Ok(0)
         }
+        // status, reset, control-socket commands
+        Command::Status(args) => {
+            init_logging(Some(args.log_level.as_deref().unwrap_or("warn")));
+            status::run(args).await.map(|()| 0)
+        }
+        Command::Reset(args) => {
+            init_logging(args.log_level.as_deref());
+            status::reset(args).await.map(|()| 0)
+        }
+        Command::Start(args) => control::start_stop(args, true).await.map(|()| 0),
+        Command::Stop(args) => control::start_stop(args, false).await.map(|()| 0),
+        Command::Sync(args) => control::sync(args).await.map(|()| 0),
+        Command::Register(args) => control::register(args).await.map(|()| 0),
+        Command::Unregister(args) => control::unregister(args).await.map(|()| 0),
+        Command::List(args) => control::list(args).await.map(|()| 0),
+        Command::Info(args) => control::info(args).await.map(|()| 0),
     }
 }
 

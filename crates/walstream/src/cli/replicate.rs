@@ -176,6 +176,8 @@ struct Plan {
     shutdown_timeout: Option<std::time::Duration>,
     /// Metrics, heartbeat and backlog settings (h-metrics).
     ops: OpsSettings,
+    /// The config file, when one was used (control socket, watched directories).
+    config: Option<Config>,
 }
 
 /// `addr`, `heartbeat-url`, `heartbeat-interval`, `max-local-backlog`.
@@ -228,6 +230,7 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
                 exec: args.exec.clone().map(|e| (e, false)),
                 shutdown_timeout: None,
                 ops: OpsSettings::default(),
+                config: None,
             })
         }
         [one] => anyhow::bail!("must specify a replica URL after the database path {one:?}"),
@@ -252,7 +255,7 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
                     restore_if_missing: args.restore_if_db_not_exists || d.restore_if_db_not_exists,
                 })
                 .collect();
-            if targets.is_empty() {
+            if targets.is_empty() && cfg.watched_dirs().is_empty() {
                 warn!(
                     "config {}: no databases found yet (directory entries are watched for none)",
                     path.display()
@@ -271,6 +274,7 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
                 exec,
                 shutdown_timeout: cfg.shutdown_sync_timeout,
                 ops: OpsSettings::from_config(&cfg),
+                config: Some(cfg),
             })
         }
     }
@@ -432,9 +436,31 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
         options.max_local_backlog = b;
     }
     let shutdown_timeout = options.shutdown_timeout;
-    let server = Server::new(options);
+    let server = std::sync::Arc::new(Server::new(options));
+    // The control socket and watched directories (separate from the rest of `run`).
+    let control = crate::control::Control::new(server.clone(), spec_from_url(plan.config.as_ref()));
+    let control_cancel = tokio_util::sync::CancellationToken::new();
+    let mut control_tasks = Vec::new();
+    if let Some((path, mode)) = plan.config.as_ref().and_then(|c| c.control_socket()) {
+        let task = crate::control::serve(control.clone(), &path, mode, control_cancel.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        control_tasks.push(task);
+    }
     for s in specs {
-        server.add(s)?;
+        control.add(s).await?;
+    }
+    if let Some(cfg) = plan.config.as_ref() {
+        let dirs = cfg.watched_dirs();
+        if !dirs.is_empty() {
+            let task = crate::control::dirwatch::start(
+                control.clone(),
+                dirs,
+                spec_for_path(cfg.clone()),
+                control_cancel.clone(),
+            )?;
+            control_tasks.push(task);
+        }
     }
 
     let mut fatal = None;
@@ -454,6 +480,7 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
                     child = Some(c);
                 }
                 Err(e) => {
+                    control_cancel.cancel();
                     server.shutdown().await;
                     return Err(e);
                 }
@@ -514,6 +541,10 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    control_cancel.cancel();
+    for t in control_tasks {
+        let _ = t.await;
+    }
     info!(timeout = ?shutdown_timeout, "final sync");
     server.shutdown().await;
     if let Some(e) = fatal {
@@ -521,4 +552,49 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
     }
     info!("walstream shut down");
     Ok(code)
+}
+
+// --- control socket and watched directories ---
+
+/// How `register` builds a database from a replica URL: the config's history settings (levels,
+/// snapshots, retention), default database options.
+fn spec_from_url(cfg: Option<&Config>) -> crate::control::SpecFromUrl {
+    let history = cfg.map(|c| c.history());
+    Box::new(move |db: &Path, url: &str| {
+        let t = Target {
+            db: db.to_path_buf(),
+            replica: ReplicaConfig {
+                url: Some(url.to_string()),
+                ..Default::default()
+            },
+            opts: DbOptions {
+                history: history.clone().unwrap_or_default(),
+                ..DbOptions::default()
+            },
+            restore_if_missing: false,
+        };
+        let store = open_store(&t)?;
+        Ok(spec(t, store))
+    })
+}
+
+/// How a database found in a watched directory is built: through the config's entry that
+/// covers its path.
+fn spec_for_path(cfg: Config) -> crate::control::dirwatch::SpecForPath {
+    Box::new(move |db: &Path| {
+        let Some(d) = cfg.find_db(db)? else {
+            return Ok(None);
+        };
+        let t = Target {
+            db: d.path,
+            replica: d.replica,
+            opts: DbOptions {
+                history: cfg.history(),
+                ..d.options
+            },
+            restore_if_missing: false,
+        };
+        let store = open_store(&t)?;
+        Ok(Some(spec(t, store)))
+    })
 }

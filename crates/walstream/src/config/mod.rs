@@ -165,7 +165,7 @@ pub struct Config {
     pub defaults: ReplicaConfig,
     /// `addr`: where Prometheus metrics are served (`/metrics`).
     pub addr: Option<String>,
-    /// `socket`: the control socket (not supported yet).
+    /// `socket`: the control socket.
     pub socket: Option<SocketConfig>,
     /// `levels`: compaction levels L1...
     #[serde(default, deserialize_with = "null_default")]
@@ -221,8 +221,40 @@ pub struct SocketConfig {
     pub enabled: Option<bool>,
     /// `path`.
     pub path: Option<String>,
-    /// `permissions`.
+    /// `permissions` (octal: `0600`, `0o600`, or a string of either).
+    #[serde(default, deserialize_with = "opt_mode")]
     pub permissions: Option<u32>,
+}
+
+/// serde: a file mode written `0600` (read as a string by this YAML parser), `"0o600"`, or a
+/// number.
+fn opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        N(u32),
+        S(String),
+    }
+    match Option::<Mode>::deserialize(d)? {
+        None => Ok(None),
+        Some(Mode::N(n)) => Ok(Some(n)),
+        Some(Mode::S(s)) => {
+            let t = s.trim();
+            let digits = t
+                .strip_prefix("0o")
+                .or_else(|| t.strip_prefix("0O"))
+                .unwrap_or(t);
+            u32::from_str_radix(digits, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .map(Some)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "invalid file mode {s:?} (want octal, e.g. 0600)"
+                    ))
+                })
+        }
+    }
 }
 
 /// One `levels[]` entry.
@@ -286,7 +318,7 @@ pub struct DbConfig {
     /// Look in subdirectories of `dir` too.
     #[serde(default, deserialize_with = "opt_bool")]
     pub recursive: Option<bool>,
-    /// Pick up databases created in `dir` later (not supported yet).
+    /// Pick up databases created in `dir` later, and drop deleted ones.
     #[serde(default, deserialize_with = "opt_bool")]
     pub watch: Option<bool>,
     /// Meta directory.
@@ -586,6 +618,47 @@ impl DbConfig {
             o.max_sync_wal_bytes = v;
         }
         Ok(o)
+    }
+}
+
+// --- dir watching and the control socket (`replicate`) ---
+
+/// Whether `name` matches a `dir` entry's `pattern` (Go's `filepath.Match`; a malformed pattern
+/// matches nothing).
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    dir::glob_match(pattern, name).unwrap_or(false)
+}
+
+impl Config {
+    /// `socket:` when `enabled: true`: its path (default `/var/run/litestream.sock`) and mode.
+    pub fn control_socket(&self) -> Option<(PathBuf, u32)> {
+        let s = self.socket.as_ref().filter(|s| s.enabled == Some(true))?;
+        let path = s
+            .path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or(crate::control::DEFAULT_SOCKET);
+        Some((
+            PathBuf::from(path),
+            crate::control::socket_mode(s.permissions),
+        ))
+    }
+
+    /// The `dir` entries with `watch: true`: directory (absolute), pattern, recursion.
+    pub fn watched_dirs(&self) -> Vec<crate::control::dirwatch::WatchedDir> {
+        self.dbs
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.path.is_none() && d.watch == Some(true))
+            .filter_map(|(index, d)| {
+                Some(crate::control::dirwatch::WatchedDir {
+                    index,
+                    dir: expand_path(d.dir.as_deref()?).ok()?,
+                    pattern: d.pattern.clone().unwrap_or_default(),
+                    recursive: d.recursive == Some(true),
+                })
+            })
+            .collect()
     }
 }
 

@@ -134,7 +134,7 @@ fn config_fixture_05_dir_exec_heartbeat() {
     assert_eq!(c.dbs[0].recursive, Some(true));
     assert_eq!(c.dbs[0].display_path(), "/var/lib/app/tenants/**/*.db");
     let keys: Vec<String> = l.warnings.iter().map(|w| w.key.to_string()).collect();
-    assert_eq!(keys, ["dbs[0].watch", "dbs[0].restore-if-db-not-exists"]);
+    assert_eq!(keys, ["dbs[0].restore-if-db-not-exists"]);
     // A tenant's database resolves through the directory entry, with its own replica path.
     let t = c
         .find_db(Path::new("/var/lib/app/tenants/acme/app.db"))
@@ -477,7 +477,6 @@ fn config_warns_for_unsupported_and_inapplicable_keys() {
     assert_eq!(
         keys,
         [
-            "socket",
             "mcp-addr",
             "dbs[0].replica.name",
             "dbs[0].replica.region",
@@ -486,7 +485,7 @@ fn config_warns_for_unsupported_and_inapplicable_keys() {
         "{:?}",
         l.warnings
     );
-    assert!(l.warnings[3]
+    assert!(l.warnings[2]
         .message
         .contains("does not apply to file replicas"));
 }
@@ -582,4 +581,34 @@ fn config_max_local_backlog_and_logging_type() {
         w[0].contains("unknown log type \"xml\"; using text"),
         "{w:?}"
     );
+}
+
+#[test]
+fn config_socket_permissions_are_octal() {
+    for (text, mode) in [
+        ("0660", 0o660),
+        ("'0o640'", 0o640),
+        ("600", 0o600),
+        ("384", 0o600),
+    ] {
+        let l = load(&format!(
+            "socket:\n  enabled: true\n  path: /tmp/x.sock\n  permissions: {text}\n{MINIMAL}"
+        ));
+        assert_eq!(
+            l.config.control_socket(),
+            Some((std::path::PathBuf::from("/tmp/x.sock"), mode)),
+            "{text}"
+        );
+    }
+    let l = load(&format!("socket:\n  enabled: true\n{MINIMAL}"));
+    assert_eq!(
+        l.config.control_socket(),
+        Some((std::path::PathBuf::from("/var/run/litestream.sock"), 0o600))
+    );
+    assert_eq!(load(MINIMAL).config.control_socket(), None);
+    assert!(Config::parse(
+        &format!("socket:\n  permissions: '0999'\n{MINIMAL}"),
+        Path::new("x.yml")
+    )
+    .is_err());
 }

@@ -420,9 +420,6 @@ fn check_top(cx: &mut Ctx<'_>, c: &Config, defaults: &ReplicaConfig) -> Result<(
     }
 
     // What walstream reads but does not act on.
-    if c.socket.as_ref().and_then(|s| s.enabled) == Some(true) {
-        cx.unsupported(k("socket"), "the control socket is");
-    }
     if c.mcp_addr.as_deref().is_some_and(|a| !a.is_empty()) {
         cx.unsupported(k("mcp-addr"), "the MCP server is");
     }
@@ -611,13 +608,6 @@ fn check_db(
         (None, Some(_)) => at.key("replicas").index(0),
         (Some(_), None) => at.key("replica"),
     };
-    if db.watch == Some(true) {
-        cx.unsupported(
-            at.key("watch"),
-            "watching a directory for new databases is (databases found at start-up are \
-             replicated)",
-        );
-    }
     if db.restore_if_db_not_exists == Some(true) && db.path.is_none() {
         cx.unsupported(
             at.key("restore-if-db-not-exists"),

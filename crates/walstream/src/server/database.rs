@@ -58,6 +58,11 @@ struct State {
     open: AtomicBool,
     connected: AtomicBool,
     last_error: Mutex<Option<String>>,
+    // --- hook for `Server::sync` (control socket, `sync -wait`) ---
+    /// Sync requests made (`Handle::request_sync`).
+    sync_req: AtomicU64,
+    /// The newest request a WAL sync pass has completed (the pass started after it was made).
+    sync_done: AtomicU64,
 }
 
 fn txid_opt(v: u64) -> Option<TxId> {
@@ -96,6 +101,20 @@ impl Handle {
 
     pub(crate) fn poke(&self) {
         self.signal.poke();
+    }
+
+    // --- hook for `Server::sync` (control socket, `sync -wait`) ---
+    /// Asks the WAL task for a sync pass; returns the request's number for
+    /// [`Handle::sync_done`].
+    pub(crate) fn request_sync(&self) -> u64 {
+        let r = self.state.sync_req.fetch_add(1, Ordering::SeqCst) + 1;
+        self.signal.poke();
+        r
+    }
+
+    /// The newest sync request a completed WAL sync pass began after.
+    pub(crate) fn sync_done(&self) -> u64 {
+        self.state.sync_done.load(Ordering::SeqCst)
     }
 
     pub(crate) fn begin_stop(&self) {
@@ -689,6 +708,8 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
         if due {
             need = false;
             last_sync = now;
+            // Hook for `Server::sync`: requests made before this pass starts are served by it.
+            let sync_req = ctx.state.sync_req.load(Ordering::SeqCst);
             let r = ctx
                 .with_db(move |db| -> Result<(bool, bool, bool), DbError> {
                     if l9 {
@@ -714,6 +735,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
                         wrote.send_modify(|g| *g += 1);
                         backlog::after_sync(&ctx).await;
                     }
+                    ctx.state.sync_done.fetch_max(sync_req, Ordering::SeqCst);
                     // A commit written but not yet published in the WAL-index (its writer
                     // may be in fsync between the two): look again soon, every 1, 2, 4 ... 16
                     // ms for as long as a writer holds the lock; without one (a writer killed

@@ -165,6 +165,18 @@ pub enum ServerError {
         /// The cause.
         source: ReplicaError,
     },
+    /// A sync requested through [`Server::sync`] did not finish in time.
+    #[error("database {}: {what} did not finish within {timeout:?}{}", db.display(), last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    SyncTimeout {
+        /// The database.
+        db: PathBuf,
+        /// What was waited for.
+        what: &'static str,
+        /// The limit.
+        timeout: Duration,
+        /// The database's last error, if any.
+        last_error: Option<String>,
+    },
     /// The database side failed permanently.
     #[error("database {db}: {source}")]
     Db {
@@ -260,6 +272,8 @@ impl Shared {
 pub struct Server {
     shared: Arc<Shared>,
     dbs: Mutex<HashMap<PathBuf, database::Handle>>,
+    /// Per database, the `flock`ed [`REPLICATE_LOCK_FILE`] in its meta directory.
+    locks: Mutex<HashMap<PathBuf, std::fs::File>>,
     fatal_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<ServerError>>,
 }
 
@@ -281,6 +295,7 @@ impl Server {
         Server {
             shared,
             dbs: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
             fatal_rx: tokio::sync::Mutex::new(rx),
         }
     }
@@ -294,6 +309,13 @@ impl Server {
             return Err(ServerError::Duplicate(path));
         }
         info!(db = %path.display(), replica = %spec.store.describe(), "replicating");
+        let meta = crate::meta::MetaDir::for_db(&path, spec.opts.meta_path.as_deref());
+        if let Some(f) = replicate_lock(meta.root()) {
+            self.locks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.clone(), f);
+        }
         let handle = database::start(
             self.shared.clone(),
             DbSpec {
@@ -319,6 +341,10 @@ impl Server {
             return Err(ServerError::Unknown(path));
         };
         h.stop().await;
+        self.locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&path);
         Ok(())
     }
 
@@ -348,12 +374,139 @@ impl Server {
     }
 
     /// Stops every database (final syncs and uploads, leases released) and the watcher.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         let handles: Vec<database::Handle> = self.lock_dbs().drain().map(|(_, h)| h).collect();
         for h in &handles {
             h.begin_stop();
         }
         futures::future::join_all(handles.into_iter().map(|h| h.stop())).await;
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.shared.cancel.cancel();
     }
+
+    // --- control socket: `sync [-wait]` ---
+
+    /// Syncs a database now: a WAL sync pass that starts after this call (so every commit made
+    /// before it is in the local L0 files), then, with `wait`, until the replica holds the TXID
+    /// that pass reached. All within `timeout`.
+    pub async fn sync(
+        &self,
+        path: &Path,
+        wait: bool,
+        timeout: Duration,
+    ) -> Result<SyncOutcome, ServerError> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let (req, before) = {
+            let dbs = self.lock_dbs();
+            let h = dbs
+                .get(&path)
+                .ok_or_else(|| ServerError::Unknown(path.clone()))?;
+            (h.request_sync(), h.status().local_txid)
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timed_out = |what, st: &DbStatus| ServerError::SyncTimeout {
+            db: path.clone(),
+            what,
+            timeout,
+            last_error: st.last_error.clone(),
+        };
+        let mut synced: Option<Option<ltx::TxId>> = None;
+        loop {
+            let (st, done) = {
+                let dbs = self.lock_dbs();
+                let h = dbs
+                    .get(&path)
+                    .ok_or_else(|| ServerError::Unknown(path.clone()))?;
+                (h.status(), h.sync_done())
+            };
+            if synced.is_none() && done >= req {
+                synced = Some(st.local_txid);
+                if !wait {
+                    return Ok(SyncOutcome {
+                        before,
+                        txid: st.local_txid,
+                        replicated: st.remote_txid,
+                    });
+                }
+            }
+            if let Some(target) = synced {
+                if st.remote_txid >= target {
+                    return Ok(SyncOutcome {
+                        before,
+                        txid: target,
+                        replicated: st.remote_txid,
+                    });
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let what = if synced.is_none() {
+                    "the local sync"
+                } else {
+                    "the upload to the replica"
+                };
+                return Err(timed_out(what, &st));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// What [`Server::sync`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// The local TXID when the call arrived.
+    pub before: Option<ltx::TxId>,
+    /// The local TXID after the sync pass.
+    pub txid: Option<ltx::TxId>,
+    /// The replica's TXID (with `wait`: at least `txid`).
+    pub replicated: Option<ltx::TxId>,
+}
+
+/// The file in a database's meta directory that a running replicator holds `flock`ed
+/// (`reset` refuses while it is held).
+pub const REPLICATE_LOCK_FILE: &str = "walstream-replicate.lock";
+
+/// Creates and `flock`s [`REPLICATE_LOCK_FILE`] in `meta_dir`. Best effort: `None` if it cannot
+/// (another process holds it; the lease says more), with a debug line.
+fn replicate_lock(meta_dir: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let path = meta_dir.join(REPLICATE_LOCK_FILE);
+    let r = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(meta_dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .mode(0o600)
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+        })
+        .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::from));
+    match r {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::debug!(file = %path.display(), "replicate lock not taken: {e}");
+            None
+        }
+    }
+}
+
+/// Whether a running replicator holds `meta_dir`'s [`REPLICATE_LOCK_FILE`] or lease owner
+/// file ([`crate::lease::OWNER_FILE`]).
+pub fn meta_dir_in_use(meta_dir: &Path) -> bool {
+    [REPLICATE_LOCK_FILE, crate::lease::OWNER_FILE]
+        .iter()
+        .any(|name| {
+            let Ok(f) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(meta_dir.join(name))
+            else {
+                return false;
+            };
+            matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+        })
 }

@@ -9,6 +9,7 @@ mod busy_writer;
 mod cli;
 mod cold_warm;
 mod config;
+mod control;
 mod corrupt_replica;
 mod crash;
 mod fault_proxy;
