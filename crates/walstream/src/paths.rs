@@ -125,6 +125,28 @@ pub fn host_and_path(rest: &str) -> (&str, &str) {
     }
 }
 
+/// Litestream's `expand()` for a database or meta path: drop a `sqlite://`/`sqlite3://` prefix,
+/// expand a leading `~` from `$HOME`, make the path absolute and clean it lexically.
+pub fn expand_path(p: &str) -> Result<PathBuf, String> {
+    let p = p
+        .strip_prefix("sqlite3://")
+        .or_else(|| p.strip_prefix("sqlite://"))
+        .unwrap_or(p);
+    if p.is_empty() {
+        return Err("path required".to_string());
+    }
+    let expanded = match p.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| format!("cannot expand path {p}, no home directory available"))?;
+            PathBuf::from(home).join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(p),
+    };
+    absolute_lexical(&expanded).map_err(|e| format!("{p}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,9 @@ pub struct WatchedDir {
     pub pattern: String,
     /// Subdirectories too.
     pub recursive: bool,
+    /// Whether a file name matches `pattern` (given by the config, which owns the pattern
+    /// syntax; control does not import config).
+    pub matches: fn(&str, &str) -> bool,
 }
 
 /// Builds the [`DbSpec`] of a database found under a watched directory (`None`: no entry of
@@ -103,7 +106,7 @@ impl State {
         let Some(name) = path.file_name() else {
             return false;
         };
-        crate::config::pattern_matches(&e.pattern, &name.to_string_lossy())
+        (e.matches)(&e.pattern, &name.to_string_lossy())
     }
 
     fn watch_tree(&mut self, dir: &Path, entry: usize) -> Vec<PathBuf> {

@@ -288,7 +288,7 @@ impl Control {
     }
 
     fn norm(path: &str) -> Result<PathBuf, String> {
-        crate::config::expand_path(path)
+        crate::paths::expand_path(path)
     }
 
     /// The running database's local TXID, else the newest in its meta directory.
@@ -581,7 +581,7 @@ impl Control {
         Response::json(
             200,
             &InfoResponse {
-                version: crate::cli::version::version().to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
                 pid: std::process::id(),
                 uptime_seconds: self.started.elapsed().as_secs(),
                 started_at: humantime::format_rfc3339_nanos(self.started_at).to_string(),

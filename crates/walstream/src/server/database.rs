@@ -145,6 +145,9 @@ struct Ctx {
     doomed: AtomicBool,
     /// Woken by the uploader after each pass: the WAL task may sync what it held back.
     drained: tokio::sync::Notify,
+    /// The meta directory's replicate lock (`reset` refuses while it is held), until the lease
+    /// owner file's flock takes over.
+    replicate_lock: Mutex<Option<std::fs::File>>,
     /// The local backlog cap's state (h-metrics).
     backlog: backlog::Backlog,
 }
@@ -187,7 +190,11 @@ impl Ctx {
     }
 }
 
-pub(crate) fn start(shared: Arc<Shared>, spec: DbSpec) -> Handle {
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    spec: DbSpec,
+    replicate_lock: Option<std::fs::File>,
+) -> Handle {
     let cancel = shared.cancel.child_token();
     let signal = Arc::new(Signal::default());
     let state = Arc::new(State::default());
@@ -198,6 +205,7 @@ pub(crate) fn start(shared: Arc<Shared>, spec: DbSpec) -> Handle {
         signal.clone(),
         state.clone(),
         cancel.clone(),
+        replicate_lock,
     ));
     Handle {
         path,
@@ -214,6 +222,7 @@ async fn run(
     signal: Arc<Signal>,
     state: Arc<State>,
     cancel: CancellationToken,
+    replicate_lock: Option<std::fs::File>,
 ) {
     let path = spec.path.clone();
     shared.running.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +267,7 @@ async fn run(
         watched,
         doomed: AtomicBool::new(false),
         drained: tokio::sync::Notify::new(),
+        replicate_lock: Mutex::new(replicate_lock),
     });
     let (wrote_tx, wrote_rx) = watch::channel(0u64);
     let (ready_tx, ready_rx) = watch::channel(false);
@@ -428,6 +438,12 @@ async fn upload_task(
     };
     ctx.state.connected.store(true, Ordering::Relaxed);
     ctx.state.set_error(None);
+    if lease.is_some() {
+        ctx.replicate_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
     let remote = max_level_txid(&listing, SNAPSHOT_LEVEL);
     let upload_from = max_level_txid(&listing, SNAPSHOT_LEVEL - 1);
     let provisional = fresh && was_down;

@@ -272,8 +272,6 @@ impl Shared {
 pub struct Server {
     shared: Arc<Shared>,
     dbs: Mutex<HashMap<PathBuf, database::Handle>>,
-    /// Per database, the `flock`ed [`REPLICATE_LOCK_FILE`] in its meta directory.
-    locks: Mutex<HashMap<PathBuf, std::fs::File>>,
     fatal_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<ServerError>>,
 }
 
@@ -295,7 +293,6 @@ impl Server {
         Server {
             shared,
             dbs: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
             fatal_rx: tokio::sync::Mutex::new(rx),
         }
     }
@@ -310,18 +307,15 @@ impl Server {
         }
         info!(db = %path.display(), replica = %spec.store.describe(), "replicating");
         let meta = crate::meta::MetaDir::for_db(&path, spec.opts.meta_path.as_deref());
-        if let Some(f) = replicate_lock(meta.root()) {
-            self.locks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(path.clone(), f);
-        }
+        // Held until the lease owner file's flock takes over (one descriptor per idle database).
+        let lock = replicate_lock(meta.root());
         let handle = database::start(
             self.shared.clone(),
             DbSpec {
                 path: path.clone(),
                 ..spec
             },
+            lock,
         );
         dbs.insert(path, handle);
         Ok(())
@@ -341,10 +335,6 @@ impl Server {
             return Err(ServerError::Unknown(path));
         };
         h.stop().await;
-        self.locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&path);
         Ok(())
     }
 
@@ -380,7 +370,6 @@ impl Server {
             h.begin_stop();
         }
         futures::future::join_all(handles.into_iter().map(|h| h.stop())).await;
-        self.locks.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.shared.cancel.cancel();
     }
 
