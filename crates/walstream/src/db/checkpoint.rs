@@ -147,39 +147,22 @@ impl Db {
         debug!(db = %self.path.display(), busy = r.busy, log = r.log, checkpointed = r.checkpointed, "PASSIVE checkpoint");
         self.last_checkpoint = Instant::now();
         self.synced_since_checkpoint = false;
-        if r.busy != 0 {
+        if r.busy != 0 || r.log != r.checkpointed {
             return Ok(());
         }
-        // Restart the WAL: take the write lock (eagerly: a writer committing back to back
-        // leaves it free for microseconds), scan to the end under it, let the guard go.
-        if let Err(e) = self
-            .conn()
-            .begin_immediate_spare_eager(Duration::from_millis(200))
-        {
+        // Restart the WAL. The spare connection takes the write lock first.
+        let locked = self.conn().begin_immediate_spare();
+        if let Err(e) = locked {
             debug!(error = %e, "could not take the write lock to restart the WAL");
             return Ok(());
         }
         let inner = (|| -> Result<(), DbError> {
-            let before = self.pos;
             self.sync_inner()?;
-            // Nothing committed since a checkpoint that copied every frame: the write lock's
-            // read began on a fully checkpointed WAL, so its write restarts it.
-            let restart_now = r.log == r.checkpointed && self.pos == before;
             // Our own write lock has been held since before that scan.
             self.conn().release_guard_keep_writer();
             self.guard.released_under_write_lock();
             self.own_restart = true;
-            if restart_now {
-                self.conn().bump_seq_in_writer()?;
-            } else {
-                // Commits came in between (a continuous writer): copy them with no reader of
-                // ours left. The WAL is then fully checkpointed while nobody can commit, and
-                // the app's next transaction restarts it (its read begins on mark 0).
-                let r2 = self
-                    .conn()
-                    .checkpoint_beside_writer(CheckpointMode::Passive)?;
-                debug!(db = %self.path.display(), busy = r2.busy, log = r2.log, checkpointed = r2.checkpointed, "PASSIVE checkpoint under the write lock");
-            }
+            self.conn().bump_seq_in_writer()?;
             Ok(())
         })();
         let commit = self.conn().commit_writer();
@@ -203,11 +186,7 @@ impl Db {
         self.renew_guard()?;
         let r = r?;
         debug!(busy = r.busy, "TRUNCATE checkpoint");
-        // Busy: the WAL was not reset, and the next sync finds out whether it restarted while
-        // the guard was let go (nothing is known, so any restart means a full snapshot).
-        if r.busy == 0 {
-            self.force_snapshot = Some("after emergency TRUNCATE checkpoint");
-        }
+        self.force_snapshot = Some("after emergency TRUNCATE checkpoint");
         self.sync()?;
         Ok(())
     }
