@@ -81,7 +81,6 @@ pub struct DbConn {
     /// Index of the connection holding the write lock, if any.
     writer: Option<usize>,
     switched_to_wal: bool,
-    busy_timeout: Duration,
 }
 
 const SQLITE_FCNTL_PERSIST_WAL: i32 = 10;
@@ -171,7 +170,6 @@ impl DbConn {
             guard: None,
             writer: None,
             switched_to_wal,
-            busy_timeout,
         })
     }
 
@@ -268,55 +266,6 @@ impl DbConn {
             .map_err(sqlite_err(&self.path, "take write lock"))?;
         self.writer = Some(i);
         Ok(())
-    }
-
-    /// Like [`DbConn::begin_immediate_spare`], but tries again every 50 µs for up to `within`
-    /// instead of through the busy handler: a writer committing back to back leaves the lock
-    /// free for microseconds at a time, and the busy handler's sleeps (up to 100 ms) miss every
-    /// one (measured: the WAL grew to truncate-page-n under a continuous writer).
-    pub fn begin_immediate_spare_eager(&mut self, within: Duration) -> Result<(), ConnError> {
-        let i = self.spare();
-        let c = &self.conns[i];
-        c.busy_timeout(Duration::ZERO)
-            .map_err(sqlite_err(&self.path, "busy_timeout"))?;
-        let deadline = std::time::Instant::now() + within;
-        let r = loop {
-            match c.execute_batch("BEGIN IMMEDIATE") {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                r => break r,
-            }
-        };
-        let restored = c.busy_timeout(self.busy_timeout);
-        r.map_err(sqlite_err(&self.path, "take write lock"))?;
-        self.writer = Some(i);
-        restored.map_err(sqlite_err(&self.path, "busy_timeout"))
-    }
-
-    /// A checkpoint on the connection that does not hold the write lock (while
-    /// [`DbConn::begin_immediate_spare`] holds it, with the guard released).
-    pub fn checkpoint_beside_writer(
-        &self,
-        mode: CheckpointMode,
-    ) -> Result<CheckpointResult, ConnError> {
-        let i = match self.writer {
-            Some(w) => 1 - w,
-            None => self.spare(),
-        };
-        let sql = format!("PRAGMA wal_checkpoint({})", mode.as_str());
-        self.conns[i]
-            .query_row(&sql, [], |r| {
-                Ok(CheckpointResult {
-                    busy: r.get(0)?,
-                    log: r.get(1)?,
-                    checkpointed: r.get(2)?,
-                })
-            })
-            .map_err(sqlite_err(&self.path, "checkpoint"))
     }
 
     /// Ends the guard read transaction while the writer connection keeps the write lock.
