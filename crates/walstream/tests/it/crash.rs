@@ -638,6 +638,18 @@ fn one_run(i: usize, seed: u64, stats: &mut Stats) {
                         fail(stats, format!("kill {k} ({kind}): restore -txid {t:x} has counter {n}: not a committed state, or newer than the latest restore ({last_n}); replica {}", run.listing()));
                     }
                 }
+                // Refusing a boundary retention removed is fine; a restore that succeeds with
+                // a database that fails its check is not.
+                Err(e) if !e.starts_with("restore failed") => {
+                    stats.corrupt_restores += 1;
+                    fail(
+                        stats,
+                        format!(
+                            "kill {k} ({kind}): restore -txid {t:x}: {e}; replica {}",
+                            run.listing()
+                        ),
+                    );
+                }
                 Ok(None) | Err(_) => stats.pit_unrestorable += 1,
             }
         }

@@ -237,14 +237,14 @@ pub fn integrity(path: &Path) -> String {
     let dir = tempdir();
     let copy = copy_db(path, dir.path());
     let conn = rusqlite::Connection::open(&copy).unwrap();
-    let rows: Vec<String> = conn
+    // A database too damaged to check answers with an error, not rows: that is the result.
+    let rows: Result<Vec<String>, rusqlite::Error> = conn
         .prepare("PRAGMA integrity_check")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    rows.join("; ")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>());
+    match rows {
+        Ok(rows) => rows.join("; "),
+        Err(e) => format!("integrity_check failed: {e}"),
+    }
 }
 
 /// Copies a database and its `-wal` (if any) into `dir`; returns the copy's path.
