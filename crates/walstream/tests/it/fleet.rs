@@ -276,8 +276,13 @@ fn fleet_scale_full() {
         std::env::var_os("WALSTREAM_FLEET_FULL").is_some(),
         "set WALSTREAM_FLEET_FULL=1 to run the full-size scale test"
     );
+    // WALSTREAM_FLEET_DBS runs it at another size (to look into a figure without the full set-up).
+    let dbs = std::env::var("WALSTREAM_FLEET_DBS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     fleet_scale(ScaleSize {
-        dbs: 10_000,
+        dbs,
         start_deadline: Duration::from_secs(600),
         commits: 100,
         restores: 100,
