@@ -187,6 +187,19 @@ pub enum ServerError {
     },
 }
 
+impl ServerError {
+    /// The database the error is about.
+    pub fn db(&self) -> &Path {
+        match self {
+            ServerError::Duplicate(db) | ServerError::Unknown(db) => db,
+            ServerError::Lease { db, .. }
+            | ServerError::Replica { db, .. }
+            | ServerError::SyncTimeout { db, .. }
+            | ServerError::Db { db, .. } => db,
+        }
+    }
+}
+
 /// One database to replicate.
 #[derive(Debug, Clone)]
 pub struct DbSpec {
@@ -247,11 +260,24 @@ pub(crate) struct Shared {
     /// Databases running (each keeps one descriptor while cold: its lease owner token).
     pub(crate) running: AtomicUsize,
     fatal: tokio::sync::mpsc::UnboundedSender<ServerError>,
+    /// Databases that failed permanently (their task has ended), with the error: kept in
+    /// [`Server::status`] as their last error until they are removed or added again.
+    failed: Mutex<HashMap<PathBuf, String>>,
 }
 
 impl Shared {
     pub(crate) fn fatal(&self, e: ServerError) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(e.db().to_path_buf(), e.to_string());
         let _ = self.fatal.send(e);
+    }
+    fn clear_failed(&self, path: &Path) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(path);
     }
     pub(crate) fn open_count(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -289,6 +315,7 @@ impl Server {
             cancel,
             opts,
             fatal: tx,
+            failed: Mutex::new(HashMap::new()),
         });
         Server {
             shared,
@@ -305,6 +332,7 @@ impl Server {
         if dbs.contains_key(&path) {
             return Err(ServerError::Duplicate(path));
         }
+        self.shared.clear_failed(&path);
         info!(db = %path.display(), replica = %spec.store.describe(), "replicating");
         let meta = crate::meta::MetaDir::for_db(&path, spec.opts.meta_path.as_deref());
         // Held until the lease owner file's flock takes over (one descriptor per idle database).
@@ -335,14 +363,52 @@ impl Server {
             return Err(ServerError::Unknown(path));
         };
         h.stop().await;
+        self.shared.clear_failed(&path);
         Ok(())
     }
 
-    /// The databases and their state.
+    /// The databases and their state. A database that failed permanently stays in the list
+    /// (until removed), its last error the one that stopped it.
     pub fn status(&self) -> Vec<DbStatus> {
         let mut v: Vec<DbStatus> = self.lock_dbs().values().map(|h| h.status()).collect();
+        let failed = self
+            .shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for s in &mut v {
+            if let Some(e) = failed.get(&s.path) {
+                if s.last_error.is_none() {
+                    s.last_error = Some(e.clone());
+                }
+            }
+        }
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v
+    }
+
+    /// The databases that failed permanently and are still in the set (their task has ended;
+    /// [`Server::remove`] or a new [`Server::add`] clears them).
+    pub fn failed(&self) -> Vec<PathBuf> {
+        let dbs = self.lock_dbs();
+        let mut v: Vec<PathBuf> = self
+            .shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|p| dbs.contains_key(*p))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Databases in the set that have not failed permanently.
+    pub fn live_count(&self) -> usize {
+        let n = self.lock_dbs().len();
+        n.saturating_sub(self.failed().len())
     }
 
     /// Databases open right now (warm).

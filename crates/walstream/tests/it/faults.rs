@@ -482,7 +482,7 @@ impl Replicator {
             // Stalls longer than this count as timeouts.
             .env("WALSTREAM_S3_READ_TIMEOUT", "1s")
             .env_remove("LITESTREAM_CONFIG")
-            .stdout(Stdio::null())
+            .stdout(f.try_clone().unwrap())
             .stderr(f)
             .spawn()
             .unwrap();
@@ -743,7 +743,7 @@ pub(super) fn start_with_config(
         .arg(&cfg)
         .env("WALSTREAM_S3_READ_TIMEOUT", "1s")
         .env_remove("LITESTREAM_CONFIG")
-        .stdout(Stdio::null())
+        .stdout(f.try_clone().unwrap())
         .stderr(f)
         .spawn()
         .unwrap();

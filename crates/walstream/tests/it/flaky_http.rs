@@ -99,7 +99,7 @@ fn start_replicate(db: &Path, url: &str, log: &Path) -> Replicator {
         .arg(&cfg)
         .env("WALSTREAM_S3_READ_TIMEOUT", "2s")
         .env_remove("LITESTREAM_CONFIG")
-        .stdout(Stdio::null())
+        .stdout(f.try_clone().unwrap())
         .stderr(f)
         .spawn()
         .unwrap();

@@ -111,7 +111,7 @@ impl Replicator {
             .env_remove("LOG_LEVEL")
             .env_remove("LITESTREAM_CONFIG")
             .env_remove("WALSTREAM_COLD_AFTER")
-            .stdout(Stdio::null())
+            .stdout(err.try_clone().unwrap())
             .stderr(err);
         for (k, v) in env {
             cmd.env(k, v);

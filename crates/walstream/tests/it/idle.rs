@@ -325,7 +325,7 @@ impl Side {
                 env_or_fail("AWS_SECRET_ACCESS_KEY"),
             )
             .env("WALSTREAM_COLD_AFTER", "2s")
-            .stdout(Stdio::null())
+            .stdout(f.try_clone().unwrap())
             .stderr(f)
             .spawn()
             .unwrap();
