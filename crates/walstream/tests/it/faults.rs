@@ -6,7 +6,7 @@
 //!   answers 503 SlowDown, stalls, and cuts responses mid-body. These need moto: run
 //!   `scripts/test.sh` (it starts moto and sets `WALSTREAM_TEST_S3_ENDPOINT`).
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -13,7 +13,7 @@
 //!
 //! These need moto: run `scripts/test.sh` (it sets `WALSTREAM_TEST_S3_ENDPOINT`).
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use walstream::restore::{self, RestoreOptions, Target};
