@@ -87,8 +87,10 @@ pub fn config_log_level(args: &ReplicateArgs) -> Option<String> {
     loaded.config.log_level().map(str::to_string)
 }
 
-/// `logging.type` and `logging.stderr` from the config file (text, and stderr, when absent or
-/// when the config does not load; `replicate` reports why).
+/// `logging.type` and `logging.stderr` from the config file. Without a config file, without a
+/// `logging:` key, or with a config that does not load (`replicate` then reports why): text on
+/// stdout, Litestream 0.5's default. `logging.stderr: true` sends the lines to stderr. An error
+/// that ends the process is one `error: ...` line on stderr either way (as Litestream's `Error:`).
 pub fn config_log_output(args: &ReplicateArgs) -> (crate::logging::Format, crate::logging::Output) {
     use crate::logging::{Format, Output};
     let logging = (args.args.len() != 2)
@@ -97,11 +99,11 @@ pub fn config_log_output(args: &ReplicateArgs) -> (crate::logging::Format, crate
         .and_then(|p| Config::load(&p, !args.no_expand_env).ok())
         .and_then(|l| l.config.logging);
     let Some(l) = logging else {
-        return (Format::Text, Output::Stderr);
+        return (Format::Text, Output::Stdout);
     };
     let out = match l.stderr {
-        Some(false) => Output::Stdout,
-        _ => Output::Stderr,
+        Some(true) => Output::Stderr,
+        _ => Output::Stdout,
     };
     (Format::parse(l.kind.as_deref()), out)
 }
@@ -361,6 +363,30 @@ async fn wait_ready(server: &Server, max: std::time::Duration) {
     }
 }
 
+/// Waits for a database failure that ends the process, and reports the others.
+///
+/// A database that fails permanently (a missing bucket, a refused lease, a file that is not a
+/// SQLite database) stops only that database: it is logged at ERROR once (repeats of the same
+/// line are rate-limited by the logger), `status` and the socket's `/status` keep showing its
+/// error, and every other database goes on. The process ends (exit 1, the error as its one-line
+/// message) only when no database is left replicating and none can be added any more: no
+/// control socket and no watched `dir:` entry. So a single database whose replica cannot be
+/// used still exits as before (`replicate DB URL` or a one-database config), as Litestream does.
+async fn next_ending_fatal(server: &Server, can_add: bool) -> Option<server::ServerError> {
+    loop {
+        let e = server.next_fatal().await?;
+        if !can_add && server.live_count() == 0 {
+            return Some(e);
+        }
+        tracing::error!(
+            db = %e.db().display(),
+            others = server.live_count(),
+            "replication of this database stopped; the other databases go on: {}",
+            crate::error_chain::line(&e)
+        );
+    }
+}
+
 /// Runs replication until SIGINT/SIGTERM (or once, or until the -exec child exits). Returns the
 /// exit code: the child's with `-exec`, else 0.
 pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
@@ -463,13 +489,15 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
         }
     }
 
+    // Whether a database can still be added at run time (see `next_ending_fatal`).
+    let can_add = !control_tasks.is_empty();
     let mut fatal = None;
     let mut stop = false;
     let mut child: Option<exec::Child> = None;
     if let Some(argv) = exec_argv {
         tokio::select! {
             _ = wait_ready(&server, std::time::Duration::from_secs(10)) => {}
-            e = server.next_fatal() => fatal = e,
+            e = next_ending_fatal(&server, can_add) => fatal = e,
             _ = sigint.recv() => stop = true,
             _ = sigterm.recv() => stop = true,
         }
@@ -494,7 +522,7 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
             let sig = tokio::select! {
                 _ = sigint.recv() => libc::SIGINT,
                 _ = sigterm.recv() => libc::SIGTERM,
-                e = server.next_fatal() => { fatal = e; break; }
+                e = next_ending_fatal(&server, can_add) => { fatal = e; break; }
                 st = async {
                     match child.as_mut() {
                         Some(c) => c.wait().await,

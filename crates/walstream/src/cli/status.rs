@@ -218,7 +218,11 @@ pub async fn reset(args: ResetArgs) -> anyhow::Result<()> {
         None => None,
     };
     let meta = MetaDir::for_db(&db, meta_path.as_deref());
-    if crate::server::meta_dir_in_use(meta.root()) {
+    // The replicator's own flocks, held until the files are gone: a `replicate` starting
+    // meanwhile waits for them before it touches the meta directory.
+    let lock = crate::server::lock_meta_dir(meta.root())
+        .with_context(|| format!("reset {}", db.display()))?;
+    let Some(_lock) = lock else {
         bail!(
             "{} is being replicated by a running walstream (its meta directory {} is locked); stop \
              it (or `walstream stop {}` through the control socket) before resetting",
@@ -226,7 +230,7 @@ pub async fn reset(args: ResetArgs) -> anyhow::Result<()> {
             meta.root().display(),
             db.display()
         );
-    }
+    };
     let ltx_dir = meta.root().join("ltx");
     let mut files = Vec::new();
     for level in 0..=9u8 {

@@ -300,7 +300,7 @@ pub struct LoggingConfig {
     /// `type`: text or json.
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// `stderr`: `false` logs to stdout (walstream logs to stderr when the key is absent).
+    /// `stderr`: `true` logs to stderr; absent or `false`, `replicate` logs to stdout (as Litestream).
     #[serde(default, deserialize_with = "opt_bool")]
     pub stderr: Option<bool>,
 }

@@ -135,9 +135,14 @@ pub struct SyncResponse {
 pub struct ListEntry {
     /// Database path.
     pub path: String,
-    /// `replicating` or `stopped`.
+    /// `replicating` or `stopped` (Litestream's), or `failed` (walstream: it failed
+    /// permanently; `status` shows why).
     pub status: String,
-    /// Time of the last successful upload (Litestream's; walstream leaves it out).
+    /// RFC 3339: when the replica was last known to hold every local change. Litestream's is
+    /// its last sync pass, which it runs every second even when nothing changed. A walstream
+    /// database sleeps while idle, so: the time of the answer while the replica is caught up
+    /// and the database healthy, else when the replica's TXID last advanced; absent before
+    /// the first upload and for a stopped database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_at: Option<String>,
 }
@@ -564,13 +569,34 @@ impl Control {
     }
 
     async fn list(&self) -> Response {
+        let status = self.server.status();
+        let failed = self.server.failed();
+        let now = SystemTime::now();
         let entries = self.entries.lock().await;
         let databases = entries
             .iter()
-            .map(|(p, e)| ListEntry {
-                path: p.display().to_string(),
-                status: if e.running { "replicating" } else { "stopped" }.into(),
-                last_sync_at: None,
+            .map(|(p, e)| {
+                let st = status.iter().find(|s| &s.path == p).filter(|_| e.running);
+                let caught_up = st.is_some_and(|s| {
+                    s.connected && s.last_error.is_none() && s.remote_txid >= s.local_txid
+                });
+                let at = if caught_up {
+                    Some(now)
+                } else {
+                    st.and_then(|s| s.last_upload_at)
+                };
+                ListEntry {
+                    path: p.display().to_string(),
+                    status: if !e.running {
+                        "stopped"
+                    } else if failed.contains(p) {
+                        "failed"
+                    } else {
+                        "replicating"
+                    }
+                    .into(),
+                    last_sync_at: at.map(|t| humantime::format_rfc3339_nanos(t).to_string()),
+                }
             })
             .collect();
         Response::json(200, &ListResponse { databases })

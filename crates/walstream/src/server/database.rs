@@ -49,6 +49,8 @@ pub struct DbStatus {
     pub connected: bool,
     /// The last error, until something succeeds.
     pub last_error: Option<String>,
+    /// When the replica's TXID last advanced (or was first read from the replica).
+    pub last_upload_at: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +65,9 @@ struct State {
     sync_req: AtomicU64,
     /// The newest request a WAL sync pass has completed (the pass started after it was made).
     sync_done: AtomicU64,
+    // --- hook for the socket's `list` (`last_sync_at`) ---
+    /// Milliseconds since the epoch when `remote` last changed (0: never).
+    remote_at_ms: AtomicU64,
 }
 
 fn txid_opt(v: u64) -> Option<TxId> {
@@ -73,6 +78,15 @@ impl State {
     fn set_error(&self, e: Option<String>) {
         if let Ok(mut g) = self.last_error.lock() {
             *g = e;
+        }
+    }
+    /// Stores the replica's TXID, stamping the time when it changes.
+    fn set_remote(&self, t: TxId) {
+        if self.remote.swap(t.0, Ordering::Relaxed) != t.0 {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            self.remote_at_ms.store(ms, Ordering::Relaxed);
         }
     }
 }
@@ -96,6 +110,10 @@ impl Handle {
             open: s.open.load(Ordering::Relaxed),
             connected: s.connected.load(Ordering::Relaxed),
             last_error: s.last_error.lock().ok().and_then(|g| g.clone()),
+            last_upload_at: match s.remote_at_ms.load(Ordering::Relaxed) {
+                0 => None,
+                ms => Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+            },
         }
     }
 
@@ -482,7 +500,7 @@ async fn upload_task(
     // Local L0 files stay until L1 covers them: compaction reads them instead of downloading.
     rep.set_prune_uploaded(false);
     if let Some(t) = upload_from {
-        ctx.state.remote.store(t.0, Ordering::Relaxed);
+        ctx.state.set_remote(t);
     }
     let (up_tx, up_rx) = watch::channel(upload_from);
     let hist_cancel = CancellationToken::new();
@@ -554,7 +572,7 @@ async fn upload_task(
             }
         };
         if let Some(t) = rep.remote_txid() {
-            ctx.state.remote.store(t.0, Ordering::Relaxed);
+            ctx.state.set_remote(t);
         }
         ctx.drained.notify_one();
         up_tx.send_if_modified(|cur| {
@@ -592,7 +610,7 @@ async fn upload_task(
         }
     }
     if let Some(t) = rep.remote_txid() {
-        ctx.state.remote.store(t.0, Ordering::Relaxed);
+        ctx.state.set_remote(t);
     }
     hist_cancel.cancel();
     let _ = hist.await;

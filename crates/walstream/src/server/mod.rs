@@ -187,6 +187,19 @@ pub enum ServerError {
     },
 }
 
+impl ServerError {
+    /// The database the error is about.
+    pub fn db(&self) -> &Path {
+        match self {
+            ServerError::Duplicate(db) | ServerError::Unknown(db) => db,
+            ServerError::Lease { db, .. }
+            | ServerError::Replica { db, .. }
+            | ServerError::SyncTimeout { db, .. }
+            | ServerError::Db { db, .. } => db,
+        }
+    }
+}
+
 /// One database to replicate.
 #[derive(Debug, Clone)]
 pub struct DbSpec {
@@ -247,11 +260,24 @@ pub(crate) struct Shared {
     /// Databases running (each keeps one descriptor while cold: its lease owner token).
     pub(crate) running: AtomicUsize,
     fatal: tokio::sync::mpsc::UnboundedSender<ServerError>,
+    /// Databases that failed permanently (their task has ended), with the error: kept in
+    /// [`Server::status`] as their last error until they are removed or added again.
+    failed: Mutex<HashMap<PathBuf, String>>,
 }
 
 impl Shared {
     pub(crate) fn fatal(&self, e: ServerError) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(e.db().to_path_buf(), e.to_string());
         let _ = self.fatal.send(e);
+    }
+    fn clear_failed(&self, path: &Path) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(path);
     }
     pub(crate) fn open_count(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -289,6 +315,7 @@ impl Server {
             cancel,
             opts,
             fatal: tx,
+            failed: Mutex::new(HashMap::new()),
         });
         Server {
             shared,
@@ -305,6 +332,7 @@ impl Server {
         if dbs.contains_key(&path) {
             return Err(ServerError::Duplicate(path));
         }
+        self.shared.clear_failed(&path);
         info!(db = %path.display(), replica = %spec.store.describe(), "replicating");
         let meta = crate::meta::MetaDir::for_db(&path, spec.opts.meta_path.as_deref());
         // Held until the lease owner file's flock takes over (one descriptor per idle database).
@@ -335,14 +363,52 @@ impl Server {
             return Err(ServerError::Unknown(path));
         };
         h.stop().await;
+        self.shared.clear_failed(&path);
         Ok(())
     }
 
-    /// The databases and their state.
+    /// The databases and their state. A database that failed permanently stays in the list
+    /// (until removed), its last error the one that stopped it.
     pub fn status(&self) -> Vec<DbStatus> {
         let mut v: Vec<DbStatus> = self.lock_dbs().values().map(|h| h.status()).collect();
+        let failed = self
+            .shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for s in &mut v {
+            if let Some(e) = failed.get(&s.path) {
+                if s.last_error.is_none() {
+                    s.last_error = Some(e.clone());
+                }
+            }
+        }
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v
+    }
+
+    /// The databases that failed permanently and are still in the set (their task has ended;
+    /// [`Server::remove`] or a new [`Server::add`] clears them).
+    pub fn failed(&self) -> Vec<PathBuf> {
+        let dbs = self.lock_dbs();
+        let mut v: Vec<PathBuf> = self
+            .shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|p| dbs.contains_key(*p))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Databases in the set that have not failed permanently.
+    pub fn live_count(&self) -> usize {
+        let n = self.lock_dbs().len();
+        n.saturating_sub(self.failed().len())
     }
 
     /// Databases open right now (warm).
@@ -455,8 +521,14 @@ pub struct SyncOutcome {
 /// (`reset` refuses while it is held).
 pub const REPLICATE_LOCK_FILE: &str = "walstream-replicate.lock";
 
-/// Creates and `flock`s [`REPLICATE_LOCK_FILE`] in `meta_dir`. Best effort: `None` if it cannot
-/// (another process holds it; the lease says more), with a debug line.
+/// How long [`Server::add`] waits for a database's [`REPLICATE_LOCK_FILE`] while someone else
+/// holds it: a `reset` clearing the meta directory ([`lock_meta_dir`]) is done well within it.
+/// Past it, the database starts anyway (another replicator holds it: its lease decides).
+pub const REPLICATE_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Creates and `flock`s [`REPLICATE_LOCK_FILE`] in `meta_dir`, waiting up to
+/// [`REPLICATE_LOCK_WAIT`] while another holds it (a `reset` in progress). Best effort: `None`
+/// if it cannot (another process holds it; the lease says more), with a debug line.
 fn replicate_lock(meta_dir: &Path) -> Option<std::fs::File> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let path = meta_dir.join(REPLICATE_LOCK_FILE);
@@ -472,15 +544,92 @@ fn replicate_lock(meta_dir: &Path) -> Option<std::fs::File> {
                 .create(true)
                 .truncate(false)
                 .open(&path)
-        })
-        .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::from));
-    match r {
-        Ok(f) => Some(f),
+        });
+    let f = match r {
+        Ok(f) => f,
         Err(e) => {
             tracing::debug!(file = %path.display(), "replicate lock not taken: {e}");
-            None
+            return None;
+        }
+    };
+    let deadline = std::time::Instant::now() + REPLICATE_LOCK_WAIT;
+    let mut waited = false;
+    loop {
+        match f.try_lock() {
+            Ok(()) => {
+                if waited {
+                    info!(file = %path.display(), "replicate lock taken after waiting for its holder");
+                }
+                return Some(f);
+            }
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                if !waited {
+                    info!(file = %path.display(), "waiting for the replicate lock (a reset, or another replicator, holds it)");
+                    waited = true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::debug!(file = %path.display(), "replicate lock not taken: {}", std::io::Error::from(e));
+                return None;
+            }
         }
     }
+}
+
+/// The locks `reset` holds while it clears a meta directory: the same `flock`s a running
+/// replicator takes ([`REPLICATE_LOCK_FILE`] at start, then the lease owner file). Dropping it
+/// lets them go.
+#[derive(Debug)]
+pub struct MetaDirLock {
+    _files: Vec<std::fs::File>,
+}
+
+/// Takes `meta_dir`'s [`REPLICATE_LOCK_FILE`] and (if it exists) lease owner file
+/// ([`crate::lease::OWNER_FILE`]) without waiting. `Ok(None)`: a replicator holds one of them.
+/// While the lock is held, a replicator starting on the database waits (up to
+/// [`REPLICATE_LOCK_WAIT`]) before it touches the directory, so a check-then-clear cannot race
+/// with it. A meta directory that does not exist is not created (`Ok(Some)`, nothing locked).
+pub fn lock_meta_dir(meta_dir: &Path) -> std::io::Result<Option<MetaDirLock>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut files = Vec::new();
+    if !meta_dir.is_dir() {
+        return Ok(Some(MetaDirLock { _files: files }));
+    }
+    for (name, create) in [
+        (REPLICATE_LOCK_FILE, true),
+        (crate::lease::OWNER_FILE, false),
+    ] {
+        let path = meta_dir.join(name);
+        let f = match std::fs::OpenOptions::new()
+            .mode(0o600)
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("open {}: {e}", path.display()),
+                ))
+            }
+        };
+        match f.try_lock() {
+            Ok(()) => files.push(f),
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("lock {}: {e}", path.display()),
+                ))
+            }
+        }
+    }
+    Ok(Some(MetaDirLock { _files: files }))
 }
 
 /// Whether a running replicator holds `meta_dir`'s [`REPLICATE_LOCK_FILE`] or lease owner

@@ -564,23 +564,22 @@ fn config_logging_level_applies_unless_flag_or_env_says_otherwise() {
         ),
     );
     let c = cfg.to_str().unwrap();
+    // `replicate` logs to stdout, as Litestream does.
     let r = walstream_env(&["replicate", "-once", "-config", c], &[]);
     r.success();
-    assert!(r.stderr.contains("DEBUG"), "{}", r.stderr);
+    assert!(r.stdout.contains("DEBUG"), "{}", r.stdout);
     let r = walstream_env(
         &["replicate", "-once", "-config", c],
         &[("LOG_LEVEL", "error")],
     );
     r.success();
-    assert!(
-        !r.stderr.contains("DEBUG") && !r.stderr.contains("INFO"),
-        "{}",
-        r.stderr
-    );
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(!all.contains("DEBUG") && !all.contains("INFO"), "{all}");
     let r = walstream_env(
         &["replicate", "-once", "-log-level", "warn", "-config", c],
         &[],
     );
     r.success();
-    assert!(!r.stderr.contains("DEBUG"), "{}", r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(!all.contains("DEBUG"), "{all}");
 }

@@ -738,18 +738,21 @@ fn deploy_entrypoint_restores_on_start_and_supervises_the_app() {
         let argv = app(boot);
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         let r = entrypoint(&cfg, &args);
-        assert_eq!(r.code, Some(7), "boot {boot}: {}", r.stderr);
+        // The log is on stdout (Litestream's default); stderr holds no error.
+        assert_eq!(r.code, Some(7), "boot {boot}: {}{}", r.stdout, r.stderr);
         assert_eq!(
             std::fs::read_to_string(d.join(format!("seen-{boot}"))).unwrap(),
             seen,
-            "boot {boot}: the app did not see the restored rows; log:\n{}",
+            "boot {boot}: the app did not see the restored rows; log:\n{}{}",
+            r.stdout,
             r.stderr
         );
+        assert!(!r.stderr.contains("error:"), "{}", r.stderr);
         if boot != "one" {
             assert!(
-                r.stderr.contains("restored it from the replica"),
+                r.stdout.contains("restored it from the replica"),
                 "{}",
-                r.stderr
+                r.stdout
             );
         }
         // The container's disk is gone before the next boot.

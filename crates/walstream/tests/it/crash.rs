@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -286,7 +286,7 @@ impl Run {
             .env("WALSTREAM_EXPERIMENTAL_HISTORY", "1")
             .env_remove(walstream::failpoint::ENV)
             .env_remove("WALSTREAM_COLD_AFTER")
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().unwrap())
             .stderr(log);
         if self.cold {
             cmd.env("WALSTREAM_COLD_AFTER", SHORT_COLD_AFTER);

@@ -6,7 +6,7 @@
 //!   answers 503 SlowDown, stalls, and cuts responses mid-body. These need moto: run
 //!   `scripts/test.sh` (it starts moto and sets `WALSTREAM_TEST_S3_ENDPOINT`).
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -482,7 +482,7 @@ impl Replicator {
             // Stalls longer than this count as timeouts.
             .env("WALSTREAM_S3_READ_TIMEOUT", "1s")
             .env_remove("LITESTREAM_CONFIG")
-            .stdout(Stdio::null())
+            .stdout(f.try_clone().unwrap())
             .stderr(f)
             .spawn()
             .unwrap();
@@ -743,7 +743,7 @@ pub(super) fn start_with_config(
         .arg(&cfg)
         .env("WALSTREAM_S3_READ_TIMEOUT", "1s")
         .env_remove("LITESTREAM_CONFIG")
-        .stdout(Stdio::null())
+        .stdout(f.try_clone().unwrap())
         .stderr(f)
         .spawn()
         .unwrap();

@@ -13,7 +13,7 @@
 //!
 //! These need moto: run `scripts/test.sh` (it sets `WALSTREAM_TEST_S3_ENDPOINT`).
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use walstream::restore::{self, RestoreOptions, Target};
@@ -99,7 +99,7 @@ fn start_replicate(db: &Path, url: &str, log: &Path) -> Replicator {
         .arg(&cfg)
         .env("WALSTREAM_S3_READ_TIMEOUT", "2s")
         .env_remove("LITESTREAM_CONFIG")
-        .stdout(Stdio::null())
+        .stdout(f.try_clone().unwrap())
         .stderr(f)
         .spawn()
         .unwrap();

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -111,7 +111,7 @@ impl Replicator {
             .env_remove("LOG_LEVEL")
             .env_remove("LITESTREAM_CONFIG")
             .env_remove("WALSTREAM_COLD_AFTER")
-            .stdout(Stdio::null())
+            .stdout(err.try_clone().unwrap())
             .stderr(err);
         for (k, v) in env {
             cmd.env(k, v);

@@ -1,6 +1,7 @@
 //! One harness for a running replicator: `walstream replicate` (or another long-running process
-//! of the tests: a `restore -f` follower, Litestream's `replicate`) with its stderr appended to a
-//! log file. It waits for log lines, sends signals, kills with SIGKILL, stops with SIGTERM and
+//! of the tests: a `restore -f` follower, Litestream's `replicate`) with its stdout and stderr
+//! appended to one log file (`replicate` logs to stdout by default, as Litestream does; a fatal
+//! error is one line on stderr). It waits for log lines, sends signals, kills with SIGKILL, stops with SIGTERM and
 //! checks the exit, and kills the process when dropped.
 #![allow(dead_code)]
 
@@ -58,7 +59,7 @@ impl Start {
         self
     }
 
-    /// Spawns the process, its stderr appended to `log` (created if missing), stdin and stdout
+    /// Spawns the process, its stdout and stderr appended to `log` (created if missing), stdin
     /// closed.
     pub fn start(self, log: &Path) -> Replicator {
         let f = std::fs::OpenOptions::new()
@@ -69,7 +70,10 @@ impl Start {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(
+                f.try_clone()
+                    .unwrap_or_else(|e| panic!("dup {}: {e}", log.display())),
+            )
             .stderr(f);
         for k in AMBIENT {
             cmd.env_remove(k);
@@ -93,7 +97,7 @@ impl Start {
     }
 }
 
-/// A running process with its stderr in a log file. Dropping it kills it (SIGKILL) and reaps it.
+/// A running process with its stdout and stderr in a log file. Dropping it kills it (SIGKILL) and reaps it.
 pub struct Replicator {
     child: Child,
     log: PathBuf,

@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
@@ -325,7 +325,7 @@ impl Side {
                 env_or_fail("AWS_SECRET_ACCESS_KEY"),
             )
             .env("WALSTREAM_COLD_AFTER", "2s")
-            .stdout(Stdio::null())
+            .stdout(f.try_clone().unwrap())
             .stderr(f)
             .spawn()
             .unwrap();

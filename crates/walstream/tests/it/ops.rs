@@ -127,7 +127,9 @@ impl Walstream {
         }
     }
 
-    /// Waits for the exit (at most `limit`); `(code, stdout, stderr)`.
+    /// Waits for the exit (at most `limit`); `(code, stdout, log)`, the log being stdout then
+    /// stderr (`replicate` logs to stdout, as Litestream; a fatal error is the last line, on
+    /// stderr).
     fn wait(&mut self, limit: Duration) -> (Option<i32>, String, String) {
         let start = Instant::now();
         let status = loop {
@@ -137,19 +139,24 @@ impl Walstream {
             assert!(
                 start.elapsed() < limit,
                 "walstream did not exit within {limit:?}:\n{}",
-                self.stderr()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         };
         (
             status.code(),
             std::fs::read_to_string(&self.out).unwrap_or_default(),
-            self.stderr(),
+            self.log(),
         )
     }
 
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap_or_default()
+    /// stdout, then stderr.
+    fn log(&self) -> String {
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&self.out).unwrap_or_default(),
+            std::fs::read_to_string(&self.err).unwrap_or_default()
+        )
     }
 }
 
@@ -335,7 +342,7 @@ fn ops_exec_first_boot_empty_second_boot_restores_sigterm_reaches_the_app() {
         read(&state).contains(&format!("start {n1}")),
         "{}\n{}",
         read(&state),
-        w.stderr()
+        w.log()
     );
     wait_for("more rows", Duration::from_secs(30), || {
         rows(&db) >= n1 + 50
@@ -442,7 +449,7 @@ fn ops_exec_child_dies_with_walstream_even_on_sigkill() {
     assert!(!gone(pid));
     // Long enough for tokio's idle blocking threads to have come and gone.
     std::thread::sleep(Duration::from_secs(1));
-    assert!(!gone(pid), "the app died early:\n{}", w.stderr());
+    assert!(!gone(pid), "the app died early:\n{}", w.log());
     w.signal(libc::SIGKILL);
     let (code, _, _) = w.wait(Duration::from_secs(10));
     assert_eq!(code, None);
@@ -514,7 +521,10 @@ fn ops_restore_on_start_fails_naming_an_unreachable_store() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{log}{err}");
+    // The fatal error is the one line on stderr; the log (stdout) shows the retries.
+    assert_eq!(err.lines().count(), 1, "{err}");
     let last = err.lines().last().unwrap();
     assert!(
         last.starts_with("error: restore ")
@@ -522,8 +532,8 @@ fn ops_restore_on_start_fails_naming_an_unreachable_store() {
         "{err}"
     );
     assert!(
-        err.contains("retrying"),
-        "the store was not retried:\n{err}"
+        log.contains("retrying"),
+        "the store was not retried:\n{log}"
     );
     assert!(
         !db.exists(),
@@ -721,7 +731,7 @@ fn ops_exec_sigint_is_forwarded_too() {
         &[],
     );
     wait_for("the app to start", Duration::from_secs(30), || {
-        w.stderr().contains("started the -exec command")
+        w.log().contains("started the -exec command")
     });
     let started = Instant::now();
     w.signal(libc::SIGINT);
