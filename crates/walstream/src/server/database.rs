@@ -855,6 +855,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
             match r {
                 Some(Ok(())) => {
                     warm = false;
+                    ctx.shared.trim.notify_one();
                     wrote.send_modify(|g| *g += 1);
                 }
                 Some(Err(e)) => {

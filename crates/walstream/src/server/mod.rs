@@ -263,6 +263,8 @@ pub(crate) struct Shared {
     /// Databases that failed permanently (their task has ended), with the error: kept in
     /// [`Server::status`] as their last error until they are removed or added again.
     failed: Mutex<HashMap<PathBuf, String>>,
+    /// Wakes the heap trimmer (a database went cold).
+    pub(crate) trim: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -301,10 +303,46 @@ pub struct Server {
     fatal_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<ServerError>>,
 }
 
+/// Gives freed heap back to the system a few seconds after databases go cold. Opening and
+/// syncing many databases at once (a fleet's start, a compaction round) leaves glibc's arenas
+/// holding what they used: 3,000 databases kept 440 MiB RSS for 118 MiB in use, until
+/// `malloc_trim`. Sleeps until woken, so an idle process pays nothing.
+fn trimmer(cancel: CancellationToken) -> Arc<tokio::sync::Notify> {
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let n = notify.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = n.notified() => {}
+            }
+            // Let the rest of a wave go cold first; wakes during the wait fold into this one.
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            let _ = tokio::task::spawn_blocking(trim_heap).await;
+        }
+    });
+    notify
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks and releases the allocator's free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
 impl Server {
     /// Starts an empty server on the current tokio runtime.
     pub fn new(opts: ServerOptions) -> Server {
         let cancel = CancellationToken::new();
+        let trim = trimmer(cancel.child_token());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             pool: Pool::new(opts.workers),
@@ -313,6 +351,7 @@ impl Server {
             open: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             cancel,
+            trim,
             opts,
             fatal: tx,
             failed: Mutex::new(HashMap::new()),
