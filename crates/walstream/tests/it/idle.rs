@@ -700,8 +700,19 @@ fn idle_fleet_from_one_dir_entry_costs_no_cpu_no_request() {
             // Litestream: until every database is on its store, then the same quiet spell's
             // length (it is never quiet: it polls).
             let deadline = Instant::now() + timeout;
+            let mut gone = false;
             loop {
-                side.assert_running();
+                // Litestream is the comparison, not the subject: at 1,000 databases its own
+                // process exited during warm-up here once. Say so, and measure walstream alone.
+                if let Some(st) = side.child.try_wait().unwrap() {
+                    println!(
+                        "idle-fleet: {name} exited with {st} during warm-up ({:.1?}); not compared. Log tail:\n{}",
+                        t0.elapsed(),
+                        tail(&side.log(), 20)
+                    );
+                    gone = true;
+                    break;
+                }
                 let on_store: BTreeSet<String> = side
                     .keys()
                     .iter()
@@ -716,6 +727,10 @@ fn idle_fleet_from_one_dir_entry_costs_no_cpu_no_request() {
                     break;
                 }
                 std::thread::sleep(Duration::from_secs(1));
+            }
+            if gone {
+                side.stop();
+                continue;
             }
             std::thread::sleep(QUIET);
         }
