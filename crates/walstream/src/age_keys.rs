@@ -38,7 +38,10 @@ pub struct AgeKeys {
 impl std::fmt::Debug for AgeKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgeKeys")
-            .field("identities", &format_args!("{} (REDACTED)", self.identities.len()))
+            .field(
+                "identities",
+                &format_args!("{} (REDACTED)", self.identities.len()),
+            )
             .field("recipients", &self.recipients.len())
             .finish()
     }
@@ -161,10 +164,7 @@ fn parse_identity(entry: &str, name: &str) -> Result<Vec<Identity>, AgeKeyError>
     Ok(ids)
 }
 
-fn parse_recipient(
-    entry: &str,
-    name: &str,
-) -> Result<Vec<age::x25519::Recipient>, AgeKeyError> {
+fn parse_recipient(entry: &str, name: &str) -> Result<Vec<age::x25519::Recipient>, AgeKeyError> {
     let e = entry.trim();
     let invalid = |message: String| AgeKeyError::Invalid {
         entry: name.to_string(),
@@ -288,8 +288,8 @@ mod tests {
 
     fn encrypt(plain: &[u8], to: &str) -> Vec<u8> {
         let r = age::x25519::Recipient::from_str(to).unwrap();
-        let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
-            .unwrap();
+        let enc =
+            age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
         let mut out = Vec::new();
         let mut w = enc.wrap_output(&mut out).unwrap();
         w.write_all(plain).unwrap();
@@ -344,9 +344,15 @@ mod tests {
             recipients: vec![],
         };
         let e = check_inline(&cfg).unwrap_err();
-        assert!(e.contains("age.identities[0]") && !e.contains(bad_sk), "{e}");
+        assert!(
+            e.contains("age.identities[0]") && !e.contains(bad_sk),
+            "{e}"
+        );
         let e = parse(&cfg).unwrap_err().to_string();
-        assert!(e.contains("age.identities[0]") && !e.contains(bad_sk), "{e}");
+        assert!(
+            e.contains("age.identities[0]") && !e.contains(bad_sk),
+            "{e}"
+        );
 
         // A file that holds something else than keys.
         let junk = dir.path().join("junk.txt");
@@ -376,7 +382,9 @@ mod tests {
             identities: vec![],
             recipients: vec!["age1notakey".to_string()],
         };
-        assert!(check_inline(&cfg).unwrap_err().contains("age.recipients[0]"));
+        assert!(check_inline(&cfg)
+            .unwrap_err()
+            .contains("age.recipients[0]"));
     }
 
     #[test]
@@ -384,8 +392,9 @@ mod tests {
         let (_, pk) = keypair();
         let (other_sk, _) = keypair();
         let ct = encrypt(b"secret rows", &pk);
-        let wrong: Vec<Identity> =
-            vec![Box::new(age::x25519::Identity::from_str(&other_sk).unwrap())];
+        let wrong: Vec<Identity> = vec![Box::new(
+            age::x25519::Identity::from_str(&other_sk).unwrap(),
+        )];
         assert!(matches!(
             decrypt(ct.as_slice(), &[]),
             Err(DecryptError::NoIdentity)
