@@ -778,7 +778,7 @@ impl Job {
         let file = w
             .into_inner()
             .map_err(|e| RestoreError::io(&tmp, e.into_error()))?;
-        let page_size = db_page_size(&file, len).map_err(|message| V03Error::Decode {
+        let page_size = db_page_size(&tmp, len).map_err(|message| V03Error::Decode {
             key: snap_key.clone(),
             message,
         })?;
@@ -984,15 +984,16 @@ fn be32(b: &[u8], at: usize) -> u32 {
     }
 }
 
-/// The page size of the database in `f` (`len` bytes), after checking that it is one.
-fn db_page_size(f: &File, len: u64) -> Result<u32, String> {
+/// The page size of the database at `path` (`len` bytes), after checking that it is one.
+fn db_page_size(path: &Path, len: u64) -> Result<u32, String> {
     let mut h = [0u8; 100];
     if len < h.len() as u64 {
         return Err(format!(
             "not a SQLite database ({len} bytes after decompression)"
         ));
     }
-    f.read_exact_at(&mut h, 0)
+    File::open(path)
+        .and_then(|f| f.read_exact_at(&mut h, 0))
         .map_err(|e| format!("reading the snapshot back: {e}"))?;
     if &h[..16] != SQLITE_MAGIC {
         return Err("not a SQLite database (no SQLite header after decompression)".to_string());
