@@ -291,7 +291,7 @@ async fn restore_v03(
         }
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; nothing was written to {}", output.display()),
     };
-    info!(generation = %summary.generation, snapshot_index = %format!("{:08x}", summary.snapshot_index), wal_index = ?summary.wal_index.map(|i| format!("{i:08x}")), pages = summary.pages, "restored a Litestream 0.3 backup");
+    tracing::debug!(generation = %summary.generation, snapshot_index = %format!("{:08x}", summary.snapshot_index), wal_index = ?summary.wal_index.map(|i| format!("{i:08x}")), pages = summary.pages, "restored a Litestream 0.3 backup");
     if args.json {
         let s = SummaryV03 {
             db_path: &output_str,

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{tmp_path, IntegrityCheck, RestoreError, RestoreOptions};
 use crate::age_keys::{self, Identity};
@@ -559,7 +559,7 @@ pub async fn apply(
         .tempdir_in(&dir)
         .map_err(|e| RestoreError::io(&dir, e))?;
     let replica = store.describe();
-    info!(replica = %replica, generation = %plan.generation, snapshot_index = %format!("{:08x}", plan.snapshot.index), wal_indexes = plan.wal.len(), "restoring a Litestream 0.3 backup");
+    debug!(replica = %replica, generation = %plan.generation, snapshot_index = %format!("{:08x}", plan.snapshot.index), wal_indexes = plan.wal.len(), "restoring a Litestream 0.3 backup");
 
     let objects = plan.objects();
     let bytes: u64 = objects.iter().map(|(_, s)| *s).sum();

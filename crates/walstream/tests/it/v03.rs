@@ -384,7 +384,8 @@ fn litestream03_file_replicas_restore_identically_and_bad_keys_fail_cleanly() {
         let p = base.path().join(name);
         Replica {
             name: "file",
-            url: p.display().to_string(),
+            // Litestream 0.3 reads a bare path as a database path: give it a URL.
+            url: format!("file://{}", p.display()),
             yaml: format!("      - type: file\n        path: {}", p.display()),
             env: vec![],
         }
@@ -397,7 +398,7 @@ fn litestream03_file_replicas_restore_identically_and_bad_keys_fail_cleanly() {
         "Litestream 0.3.13 failed on its own file replicas: {failures:?}"
     );
     // The encrypted replica holds no plaintext SQLite and no row.
-    for entry in walk(Path::new(&enc.url)) {
+    for entry in walk(&base.path().join("rep-enc")) {
         let b = std::fs::read(&entry).unwrap();
         assert!(
             b.starts_with(b"age-encryption.org/v1\n"),
@@ -494,7 +495,7 @@ fn litestream03_file_replicas_restore_identically_and_bad_keys_fail_cleanly() {
     nothing_written("bad recipient");
     // Corrupted ciphertext: one byte of the payload of the last WAL segment.
     let copy = dir.join("rep-enc-corrupt");
-    util::copy_dir(Path::new(&enc.url), &copy);
+    util::copy_dir(&base.path().join("rep-enc"), &copy);
     let mut segs: Vec<PathBuf> = walk(&copy)
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".wal.lz4"))
@@ -506,7 +507,7 @@ fn litestream03_file_replicas_restore_identically_and_bad_keys_fail_cleanly() {
     b[at] ^= 0x55;
     std::fs::write(victim, b).unwrap();
     let corrupt = Replica {
-        url: copy.display().to_string(),
+        url: format!("file://{}", copy.display()),
         yaml: format!("      - type: file\n        path: {}", copy.display()),
         ..enc.clone()
     };
