@@ -326,8 +326,12 @@ fn check_restores(s: &Scenario, plain: &Replica, enc: &Replica) -> Vec<(String, 
             let mut largs = wargs.clone();
             largs[2] = ls.clone();
             if which == "plain" {
+                // walstream by URL; 0.3.13 through its config, since its S3 URLs carry no
+                // endpoint (it would ask AWS for the bucket's region).
                 wargs.push(r.url.clone());
-                largs.push(r.url.clone());
+                largs.push("-config".into());
+                largs.push(l03_cfg.display().to_string());
+                largs.push(dir.join("plain.db").display().to_string());
             } else {
                 for a in [&mut wargs, &mut largs] {
                     a.push("-config".into());
