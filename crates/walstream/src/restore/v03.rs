@@ -525,15 +525,13 @@ pub fn plan(
         }
     }
     // Every index from the snapshot's to the last one must be there.
-    let mut expect = snapshot.index;
-    for (index, _) in &wal {
+    for (expect, (index, _)) in (snapshot.index..).zip(wal.iter()) {
         if *index != expect {
             return Err(bad(
                 expect,
                 format!("missing WAL index (the next one present is {index:08x})"),
             ));
         }
-        expect += 1;
     }
     Ok(Plan {
         generation: gen.id.clone(),
@@ -1003,7 +1001,8 @@ fn db_page_size(path: &Path, len: u64) -> Result<u32, String> {
         n if (512..=32768).contains(&n) && n.is_power_of_two() => n,
         n => return Err(format!("invalid page size {n} in the SQLite header")),
     };
-    if len % u64::from(ps) != 0 {
+    // (`is_multiple_of` needs Rust 1.87; the workspace supports 1.85.)
+    if Some(len % u64::from(ps)) != Some(0) {
         return Err(format!(
             "{len} bytes is not a whole number of {ps}-byte pages"
         ));

@@ -162,11 +162,14 @@ impl Drop for Killer {
     }
 }
 
+/// Rows of a table: (id, v).
+type Rows = Vec<(i64, String)>;
+
 /// What one scenario produced.
 struct Scenario {
     dir: tempfile::TempDir,
     /// (label, restore target flags, expected rows), for each database name.
-    points: Vec<(String, Vec<String>, Vec<(i64, String)>, Vec<(i64, String)>)>,
+    points: Vec<(String, Vec<String>, Rows, Rows)>,
     identity: String,
 }
 
