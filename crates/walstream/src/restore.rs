@@ -31,6 +31,7 @@ use crate::storage::{DynStore, LtxFileInfo, ReplicaStore, StorageError};
 mod apply;
 pub mod follow;
 pub mod plan;
+pub mod v03;
 
 pub use apply::apply;
 pub(crate) use apply::download;

@@ -247,7 +247,8 @@ pub use crate::paths::is_url;
 /// What a `DB_PATH|REPLICA_URL` argument names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A replica URL, or a directory that holds a replica (`<dir>/ltx/`).
+    /// A replica URL, or a directory that holds a replica (`<dir>/ltx/`, or Litestream 0.3's
+    /// `<dir>/generations/`).
     Replica(String),
     /// A database path, whose replica comes from the config file.
     Database(std::path::PathBuf),
@@ -256,7 +257,8 @@ pub enum Source {
 impl Source {
     /// Classifies an argument: a URL or a directory containing `ltx/` is a replica.
     pub fn parse(arg: &str) -> Source {
-        if is_url(arg) || std::path::Path::new(arg).join("ltx").is_dir() {
+        let dir = std::path::Path::new(arg);
+        if is_url(arg) || dir.join("ltx").is_dir() || dir.join("generations").is_dir() {
             Source::Replica(arg.to_string())
         } else {
             Source::Database(std::path::PathBuf::from(arg))

@@ -244,6 +244,19 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
             if cfg.dbs.is_empty() {
                 anyhow::bail!("config {}: no databases specified", path.display());
             }
+            // `age` is read only to restore Litestream 0.3 backups.
+            if let Some(i) = cfg.dbs.iter().position(|d| {
+                d.the_replica()
+                    .and_then(|r| r.age.as_ref())
+                    .is_some_and(|a| !a.identities.is_empty() || !a.recipients.is_empty())
+            }) {
+                anyhow::bail!(
+                    "config {}: dbs[{i}]: age encryption is not currently supported for \
+                     replication (walstream reads age keys only to restore Litestream 0.3 \
+                     backups); if you need encryption please revert back to Litestream v0.3.x",
+                    path.display()
+                );
+            }
             let targets: Vec<Target> = cfg
                 .databases()?
                 .into_iter()

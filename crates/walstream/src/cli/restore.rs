@@ -12,8 +12,11 @@ use crate::storage;
 
 use super::{fmt_time, tabwrite, Source};
 
-/// `restore [-o OUT] [-txid TXID | -timestamp TIME] [-if-db-not-exists] [-if-replica-exists]
-/// [-force] [-dry-run] [-json] [-integrity-check MODE] DB_PATH|REPLICA_URL`
+/// `restore [-o OUT] [-txid TXID | -timestamp TIME] [-generation ID] [-if-db-not-exists]
+/// [-if-replica-exists] [-force] [-dry-run] [-json] [-integrity-check MODE] DB_PATH|REPLICA_URL`
+///
+/// A replica with only Litestream 0.3's `generations/` layout (or any replica with
+/// `-generation`) is restored as a 0.3 backup, decrypted with the config's `age` identities.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RestoreArgs {
     /// Output path of the restored database (required with a replica URL).
@@ -31,6 +34,11 @@ pub struct RestoreArgs {
     /// Restore to this point in time (RFC 3339).
     #[arg(long = "timestamp", value_name = "TIMESTAMP")]
     pub timestamp: Option<String>,
+    /// Litestream 0.3 backups: restore from this generation (default: the one with the latest
+    /// data). A replica holding both a 0.5 `ltx/` layout and 0.3 `generations/` is restored from
+    /// the 0.5 layout unless this is given; the 0.3 one is used when it is the only one.
+    #[arg(long = "generation", value_name = "ID")]
+    pub generation: Option<String>,
     /// Exit 0 without restoring if the output database already exists.
     #[arg(long = "if-db-not-exists")]
     pub if_db_not_exists: bool,
@@ -149,7 +157,13 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
     }
 
     let store = open_store(&replica)?;
+    if args.generation.is_some() {
+        return restore_v03(&args, &replica, &store, &target, &output, started).await;
+    }
     let files = restore::list(store.as_ref()).await?;
+    if files.is_empty() && has_v03_layout(&store).await {
+        return restore_v03(&args, &replica, &store, &target, &output, started).await;
+    }
     let chain = match restore::plan(&files, &target, &store.describe()) {
         Ok(chain) => chain,
         Err(e) if e.is_no_backups() && args.if_replica_exists => {
@@ -193,6 +207,117 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
     }
     Ok(())
+}
+
+/// Whether the replica holds a Litestream 0.3 `generations/` layout (a store that cannot list
+/// it holds none as far as restore can tell).
+async fn has_v03_layout(store: &storage::DynStore) -> bool {
+    match store.list_objects(restore::v03::GENERATIONS_PREFIX).await {
+        Ok(objects) => !restore::v03::classify(&objects).is_empty(),
+        Err(e) => {
+            tracing::debug!(replica = %store.describe(), error = %e, "no Litestream 0.3 layout readable");
+            false
+        }
+    }
+}
+
+/// Restores a Litestream 0.3 backup (`generations/`).
+async fn restore_v03(
+    args: &RestoreArgs,
+    replica: &ReplicaFrom,
+    store: &storage::DynStore,
+    target: &Target,
+    output: &std::path::Path,
+    started: Instant,
+) -> anyhow::Result<()> {
+    use restore::v03;
+    let timestamp = match target {
+        Target::Latest => None,
+        Target::Timestamp(t) => Some(*t),
+        Target::TxId(_) => anyhow::bail!(
+            "-txid does not apply to Litestream 0.3 backups (generations/): use -timestamp or -generation"
+        ),
+    };
+    if let Some(g) = &args.generation {
+        if !v03::is_generation_id(g) {
+            anyhow::bail!("invalid value {g:?} for flag -generation: expected 16 hex digits");
+        }
+    }
+    let identities = match replica {
+        ReplicaFrom::Config(db) => match &db.replica.age {
+            Some(age) => {
+                crate::age_keys::parse(age)
+                    .with_context(|| {
+                        format!("the age keys of the replica of {}", db.path.display())
+                    })?
+                    .identities
+            }
+            None => Vec::new(),
+        },
+        ReplicaFrom::Url(_) => Vec::new(),
+    };
+    let generations = v03::list(store).await?;
+    let plan = match v03::plan(
+        &generations,
+        args.generation.as_deref(),
+        timestamp,
+        &store.describe(),
+    ) {
+        Ok(p) => p,
+        Err(e) if e.is_no_backups() && args.if_replica_exists => {
+            info!(replica = %store.describe(), "no matching backups found");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let output_str = output.to_string_lossy().into_owned();
+    if args.dry_run {
+        print!(
+            "{}",
+            v03::describe_plan(&args.path, &output_str, store.kind(), &plan)
+        );
+        return Ok(());
+    }
+    let opts = RestoreOptions {
+        output: output.to_path_buf(),
+        target: target.clone(),
+        overwrite: args.force,
+        parallelism: args.parallelism.max(1),
+        integrity_check: args.integrity_check,
+    };
+    let summary = tokio::select! {
+        r = v03::apply(store, &plan, &opts, std::sync::Arc::new(identities)) => {
+            r.with_context(|| format!("restore Litestream 0.3 generation {}", plan.generation))?
+        }
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; nothing was written to {}", output.display()),
+    };
+    tracing::debug!(generation = %summary.generation, snapshot_index = %format!("{:08x}", summary.snapshot_index), wal_index = ?summary.wal_index.map(|i| format!("{i:08x}")), pages = summary.pages, "restored a Litestream 0.3 backup");
+    if args.json {
+        let s = SummaryV03 {
+            db_path: &output_str,
+            replica: store.kind(),
+            generation: &summary.generation,
+            index: format!(
+                "{:08x}",
+                summary.wal_index.unwrap_or(summary.snapshot_index)
+            ),
+            duration_ms: started.elapsed().as_millis(),
+            integrity_check: args.integrity_check.as_str(),
+        };
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    }
+    Ok(())
+}
+
+/// The `-json` summary of a 0.3 restore: the generation and last WAL index instead of a TXID.
+#[derive(serde::Serialize)]
+struct SummaryV03<'a> {
+    db_path: &'a str,
+    replica: &'a str,
+    generation: &'a str,
+    index: String,
+    duration_ms: u128,
+    integrity_check: &'a str,
 }
 
 fn open_store(replica: &ReplicaFrom) -> anyhow::Result<storage::DynStore> {

@@ -126,7 +126,8 @@ pub struct ReplicaConfig {
     /// nats: timeout.
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
-    /// age encryption: rejected, as Litestream 0.5 rejects it.
+    /// age encryption, as Litestream 0.3 configured it: its identities decrypt 0.3 backups on
+    /// restore; `replicate` refuses it, as Litestream 0.5 does.
     pub age: Option<AgeConfig>,
     /// walstream extension: `lease` (default true) guards the replica against a second writer
     /// with a lease object (`.walstream/lease`) where the store has conditional writes.
@@ -137,7 +138,7 @@ pub struct ReplicaConfig {
     pub lease_ttl: Option<Duration>,
 }
 
-/// `age:` (Litestream 0.3 encryption; refused by 0.5 and by walstream).
+/// `age:` (Litestream 0.3 encryption): keys, or paths of key files (see [`crate::age_keys`]).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct AgeConfig {
     /// Private keys.
@@ -276,15 +277,10 @@ impl ReplicaConfig {
                 String::new()
             }
         };
+        // `age` is read to restore Litestream 0.3's encrypted backups; `replicate` refuses it
+        // (walstream does not write encrypted replicas yet).
         if let Some(age) = &self.age {
-            if !age.identities.is_empty() || !age.recipients.is_empty() {
-                return Err((
-                    "age",
-                    "age encryption is not currently supported, if you need encryption please \
-                     revert back to Litestream v0.3.x"
-                        .to_string(),
-                ));
-            }
+            crate::age_keys::check_inline(age).map_err(|m| ("age", m))?;
         }
         if let Some(p) = &self.path {
             if split_url(p).is_some() {
@@ -572,9 +568,9 @@ mod tests {
         assert!(err("url: s3://b/p\nsync-interval: 0s")
             .1
             .contains("greater than 0"));
-        assert!(err("url: s3://b/p\nage:\n  recipients: [x]")
+        assert!(err("url: s3://b/p\nage:\n  recipients: [age1x]")
             .1
-            .contains("age"));
+            .contains("age.recipients[0]"));
         for ok in [
             "url: s3://b/p",
             "type: s3\nbucket: b\npath: p",

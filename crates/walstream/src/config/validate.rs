@@ -410,12 +410,8 @@ fn check_top(cx: &mut Ctx<'_>, c: &Config, defaults: &ReplicaConfig) -> Result<(
         return Err(cx.invalid(&k("sync-interval"), "sync interval must be greater than 0"));
     }
     if let Some(age) = &defaults.age {
-        if !age.identities.is_empty() || !age.recipients.is_empty() {
-            return Err(cx.invalid(
-                &k("age"),
-                "age encryption is not currently supported, if you need encryption please \
-                 revert back to Litestream v0.3.x",
-            ));
+        if let Err(m) = crate::age_keys::check_inline(age) {
+            return Err(cx.invalid(&k("age"), m));
         }
     }
 

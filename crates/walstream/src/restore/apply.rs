@@ -133,7 +133,7 @@ pub async fn apply(
 }
 
 /// The directory a path lives in (`.` for a bare file name).
-fn parent_dir(path: &Path) -> PathBuf {
+pub(super) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -141,7 +141,7 @@ fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// Creates missing parent directories with mode 0700, as Litestream does.
-fn create_dir_all_private(dir: &Path) -> std::io::Result<()> {
+pub(super) fn create_dir_all_private(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -529,7 +529,7 @@ impl ApplyJob {
 
 /// Creates `path` afresh with mode 0600 (a stale file of that name, left by a crash, is replaced:
 /// an existing file would keep its old mode).
-fn create_private(path: &Path) -> std::io::Result<File> {
+pub(super) fn create_private(path: &Path) -> std::io::Result<File> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -544,7 +544,7 @@ fn create_private(path: &Path) -> std::io::Result<File> {
 
 /// The process umask, read from `/proc/self/status` (reading it with umask(2) would change it
 /// for a moment under other threads); 022 where that is unavailable.
-fn umask() -> u32 {
+pub(super) fn umask() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -557,7 +557,7 @@ fn umask() -> u32 {
 
 /// Moves `tmp` to `output` without replacing a database that appeared meanwhile: a hard link fails
 /// if the target exists. An empty file at `output` may be replaced, as Litestream does.
-fn move_no_clobber(tmp: &Path, output: &Path) -> Result<(), RestoreError> {
+pub(super) fn move_no_clobber(tmp: &Path, output: &Path) -> Result<(), RestoreError> {
     if std::fs::metadata(output)
         .map(|m| m.is_file() && m.len() == 0)
         .unwrap_or(false)
@@ -577,7 +577,11 @@ fn move_no_clobber(tmp: &Path, output: &Path) -> Result<(), RestoreError> {
 }
 
 /// Runs `PRAGMA quick_check` or `integrity_check` on the file without creating `-wal`/`-shm`.
-fn integrity_check(path: &Path, mode: IntegrityCheck, txid: TxId) -> Result<(), RestoreError> {
+pub(super) fn integrity_check(
+    path: &Path,
+    mode: IntegrityCheck,
+    txid: TxId,
+) -> Result<(), RestoreError> {
     use rusqlite::OpenFlags;
     let sqlite_err = |source| RestoreError::Sqlite {
         path: path.to_path_buf(),

@@ -247,6 +247,98 @@ fn read_chunk(f: &mut std::fs::File, path: &Path) -> Result<Option<Bytes>, Stora
     Ok(Some(Bytes::from(buf)))
 }
 
+/// Streams an open file from its current position: each chunk is one blocking read; the stream
+/// ends after an error or at end of file.
+fn stream_file(file: std::fs::File, path: PathBuf) -> ByteStream {
+    futures::stream::unfold(Some((file, path)), |state| async move {
+        let (mut file, path) = state?;
+        let p = path.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let r = read_chunk(&mut file, &p);
+            (file, r)
+        })
+        .await;
+        match r {
+            Ok((file, Ok(Some(chunk)))) => Some((Ok(chunk), Some((file, path)))),
+            Ok((_, Ok(None))) => None,
+            Ok((_, Err(e))) => Some((Err(e), None)),
+            Err(e) => Some((
+                Err(io_err(
+                    &path,
+                    std::io::Error::other(format!("blocking task failed: {e}")),
+                )),
+                None,
+            )),
+        }
+    })
+    .boxed()
+}
+
+/// Every regular file under `root` whose key (path relative to `root`, `/`-separated) starts with
+/// `prefix`. Only the directory the prefix names is walked; symlinks are not followed.
+fn list_objects(root: &Path, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
+    let base = match prefix.rfind('/') {
+        Some(i) => &prefix[..i],
+        None => "",
+    };
+    let mut out = Vec::new();
+    let mut dirs = vec![(root.join(base), base.to_string())];
+    while let Some((dir, key)) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+                continue
+            }
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(&dir, e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let child = if key.is_empty() {
+                name
+            } else {
+                format!("{key}/{name}")
+            };
+            let ft = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&entry.path(), e)),
+            };
+            if ft.is_dir() {
+                if child.starts_with(prefix) || prefix.starts_with(&format!("{child}/")) {
+                    dirs.push((entry.path(), child));
+                }
+            } else if ft.is_file() && child.starts_with(prefix) {
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(&entry.path(), e)),
+                };
+                out.push(super::ObjectInfo {
+                    key: child,
+                    size: meta.len(),
+                    modified: meta.modified().map_err(|e| io_err(&entry.path(), e))?,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The path of object `key` under `root`; `None` for a key that would leave the root.
+fn object_path(root: &Path, key: &str) -> Option<PathBuf> {
+    let mut p = root.to_path_buf();
+    for part in key.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return None;
+        }
+        p.push(part);
+    }
+    Some(p)
+}
+
 /// A version of the lease file: its length and FNV-1a hash (the contents name owner, generation
 /// and expiry, so equal contents are the same lease).
 pub(super) fn lease_version(data: &[u8]) -> super::LeaseVersion {
@@ -361,29 +453,7 @@ impl ReplicaStore for FileStore {
         let path = self.ltx_path(level, min, max);
         let p = path.clone();
         let file = blocking(&path, move || open_at(&p, offset)).await?;
-        // Each chunk is one blocking read; the stream ends after an error or at end of file.
-        let stream = futures::stream::unfold(Some((file, path)), |state| async move {
-            let (mut file, path) = state?;
-            let p = path.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                let r = read_chunk(&mut file, &p);
-                (file, r)
-            })
-            .await;
-            match r {
-                Ok((file, Ok(Some(chunk)))) => Some((Ok(chunk), Some((file, path)))),
-                Ok((_, Ok(None))) => None,
-                Ok((_, Err(e))) => Some((Err(e), None)),
-                Err(e) => Some((
-                    Err(io_err(
-                        &path,
-                        std::io::Error::other(format!("blocking task failed: {e}")),
-                    )),
-                    None,
-                )),
-            }
-        });
-        Ok(stream.boxed())
+        Ok(stream_file(file, path))
     }
 
     async fn write_ltx_file(
@@ -423,6 +493,25 @@ impl ReplicaStore for FileStore {
             Ok(())
         })
         .await
+    }
+
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
+        let root = self.root.clone();
+        let p = prefix.to_string();
+        blocking(&self.root, move || list_objects(&root, &p)).await
+    }
+
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        let Some(path) = object_path(&self.root, key) else {
+            return Err(StorageError::Permanent {
+                backend: BACKEND,
+                key: key.to_string(),
+                message: "invalid object key".to_string(),
+            });
+        };
+        let p = path.clone();
+        let file = blocking(&path, move || open_at(&p, offset)).await?;
+        Ok(stream_file(file, path))
     }
 
     fn supports_lease(&self) -> bool {

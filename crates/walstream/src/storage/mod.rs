@@ -53,6 +53,18 @@ impl LtxFileInfo {
     }
 }
 
+/// An object under a replica's root, outside the LTX levels: for reading other layouts (the
+/// `generations/` of a Litestream 0.3 replica). See [`ReplicaStore::list_objects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the replica's root, `/`-separated (`generations/<id>/snapshots/...`).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the object was last written, as the store says (file mtime, S3 LastModified).
+    pub modified: SystemTime,
+}
+
 /// A stream of a file's bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
 
@@ -240,6 +252,28 @@ pub trait ReplicaStore: Send + Sync + std::fmt::Debug {
     /// keep the default, which does nothing. Called at start, after the lease is taken.
     async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
         Ok(0)
+    }
+    /// Every object whose key (relative to the replica's root) starts with `prefix`, in any
+    /// order, at any depth. Read-only access to layouts other than the LTX levels; stores that
+    /// cannot do it keep the default, which fails permanently.
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        Err(no_object_access(self.kind(), &self.describe(), prefix))
+    }
+    /// Streams the object `key` (as [`ReplicaStore::list_objects`] names it) from `offset`; a
+    /// missing object is [`StorageError::NotFound`].
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        let _ = offset;
+        Err(no_object_access(self.kind(), &self.describe(), key))
+    }
+}
+
+fn no_object_access(backend: &'static str, replica: &str, key: &str) -> StorageError {
+    StorageError::Permanent {
+        backend,
+        key: format!("{replica}/{key}"),
+        message: "this store cannot read objects outside the LTX levels (Litestream 0.3 \
+                  backups are read from file and s3 replicas)"
+            .to_string(),
     }
 }
 

@@ -37,3 +37,4 @@ mod server_api;
 mod sftp;
 mod stale_uploads;
 mod store_down;
+mod v03;

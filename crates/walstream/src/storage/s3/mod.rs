@@ -383,6 +383,47 @@ impl S3Store {
             }
         }
     }
+
+    /// A GET of `key` (a full object key) from `offset`: ranged past 0; a range past the end
+    /// that equals the object's size is an empty stream.
+    async fn get_from(&self, key: String, offset: u64) -> Result<ByteStream, StorageError> {
+        let client = self.client().await?;
+        let loc = obj_path(&key).map_err(|m| self.permanent(&key, m))?;
+        let opts = GetOptions {
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            ..Default::default()
+        };
+        let result = client.get_opts(&loc, opts).await;
+        let got = match result {
+            Ok(g) => g,
+            Err(e) if offset > 0 && error::is_range_not_satisfiable(&e) => {
+                // Past the end: a resume that already had everything.
+                let head = client
+                    .get_opts(
+                        &loc,
+                        GetOptions {
+                            head: true,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| self.map_err(&key, &e))?;
+                if offset == head.meta.size {
+                    return Ok(futures::stream::empty().boxed());
+                }
+                return Err(self.permanent(
+                    &key,
+                    format!("offset {offset} is past the end ({} bytes)", head.meta.size),
+                ));
+            }
+            Err(e) => return Err(self.map_err(&key, &e)),
+        };
+        let settings = self.settings.clone();
+        Ok(got
+            .into_stream()
+            .map_err(move |e| error::to_storage_error(&e, &key, &settings))
+            .boxed())
+    }
 }
 
 #[async_trait]
@@ -467,43 +508,43 @@ impl ReplicaStore for S3Store {
         offset: u64,
     ) -> Result<ByteStream, StorageError> {
         let key = self.key(level, min, max);
-        let client = self.client().await?;
-        let loc = obj_path(&key).map_err(|m| self.permanent(&key, m))?;
-        let opts = GetOptions {
-            range: (offset > 0).then_some(GetRange::Offset(offset)),
-            ..Default::default()
-        };
         let span = tracing::debug_span!("s3_get", level, min_txid = %min, max_txid = %max, offset);
-        let result = client.get_opts(&loc, opts).instrument(span).await;
-        let got = match result {
-            Ok(g) => g,
-            Err(e) if offset > 0 && error::is_range_not_satisfiable(&e) => {
-                // Past the end: a resume that already had everything.
-                let head = client
-                    .get_opts(
-                        &loc,
-                        GetOptions {
-                            head: true,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| self.map_err(&key, &e))?;
-                if offset == head.meta.size {
-                    return Ok(futures::stream::empty().boxed());
-                }
-                return Err(self.permanent(
-                    &key,
-                    format!("offset {offset} is past the end ({} bytes)", head.meta.size),
-                ));
-            }
-            Err(e) => return Err(self.map_err(&key, &e)),
+        self.get_from(key, offset).instrument(span).await
+    }
+
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
+        let root = prefix_slash(&self.settings.prefix);
+        let full = format!("{root}{prefix}");
+        let client = self.client().await?;
+        // object_store lists by whole path segments: list the directory part, filter the rest.
+        let dir = full.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let listing = if dir.is_empty() {
+            None
+        } else {
+            Some(obj_path(dir).map_err(|m| self.permanent(dir, m))?)
         };
-        let settings = self.settings.clone();
-        Ok(got
-            .into_stream()
-            .map_err(move |e| error::to_storage_error(&e, &key, &settings))
-            .boxed())
+        let listed: Vec<ObjectMeta> = client
+            .list(listing.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| self.map_err(&full, &e))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|m| {
+                let key = m.location.as_ref().strip_prefix(&root)?;
+                key.starts_with(prefix).then(|| super::ObjectInfo {
+                    key: key.to_string(),
+                    size: m.size,
+                    modified: m.last_modified.into(),
+                })
+            })
+            .collect())
+    }
+
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        let key = format!("{}{key}", prefix_slash(&self.settings.prefix));
+        let span = tracing::debug_span!("s3_get", key = %key, offset);
+        self.get_from(key, offset).instrument(span).await
     }
 
     async fn write_ltx_file(
