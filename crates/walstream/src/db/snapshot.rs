@@ -35,13 +35,20 @@ impl Db {
         let shm = self.probe.as_ref().and_then(|p| p.committed_frames());
         let (scan, hdr) = match &wal {
             Some((f, Some(h))) if h.page_size == self.page_size => {
+                // Only what the WAL-index counts as committed: frames past mxFrame with valid
+                // checksums may be a killed writer's commit that SQLite will overwrite (the same
+                // rule as a sync's scan).
+                let frame = WAL_FRAME_HEADER_SIZE + u64::from(self.page_size);
+                let limit = shm
+                    .filter(|&(s1, s2, _)| (s1, s2) == (h.salt1, h.salt2))
+                    .map(|(_, _, mx)| u64::from(mx) * frame);
                 let s = match wal_reader::scan(
                     f,
                     &self.wal_path,
                     h,
                     WAL_HEADER_SIZE,
                     Some(h.checksum),
-                    None,
+                    limit,
                 ) {
                     Ok(s) => s,
                     Err(WalError::PositionLost { .. }) => {

@@ -160,8 +160,17 @@ fn fleet_scale(size: ScaleSize) {
             Duration::from_millis(5),
         );
         drop(c);
-        let lag =
-            lag.unwrap_or_else(|| panic!("{}: commit not on the replica in 10 s", db.display()));
+        let lag = lag.unwrap_or_else(|| {
+            let name = db.file_name().unwrap().to_string_lossy().into_owned();
+            let text = r.log_text();
+            let about: Vec<&str> = text.lines().filter(|l| l.contains(&name)).collect();
+            panic!(
+                "{}: commit not on the replica in 10 s; its log lines:\n{}\nlog tail:\n{}",
+                db.display(),
+                about[about.len().saturating_sub(30)..].join("\n"),
+                r.log_tail()
+            )
+        });
         lags.push(lag);
         r.assert_running();
     }
