@@ -97,7 +97,7 @@ impl Default for ServerOptions {
             coalesce_for: Duration::from_secs(1),
             connect_concurrency: 32,
             shutdown_timeout: crate::replica::DEFAULT_SHUTDOWN_TIMEOUT,
-            max_open: (nofile.saturating_sub(256) / 6).max(16),
+            max_open: (nofile.saturating_sub(WARM_RESERVE) / WARM_FDS).max(16),
             max_local_backlog: DEFAULT_MAX_LOCAL_BACKLOG,
         }
     }
@@ -267,6 +267,11 @@ pub(crate) struct Shared {
     pub(crate) trim: Arc<tokio::sync::Notify>,
 }
 
+/// Descriptors a warm database may take beyond its cold one (see [`Shared::over_open_limit`]).
+const WARM_FDS: usize = 8;
+/// Descriptors kept for everything else: the runtime, sockets, uploads, compactions, leases.
+const WARM_RESERVE: usize = 512;
+
 impl Shared {
     pub(crate) fn fatal(&self, e: ServerError) {
         self.failed
@@ -284,13 +289,17 @@ impl Shared {
     pub(crate) fn open_count(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
-    /// Whether more databases are warm than the descriptors allow: `max_open` less one sixth
-    /// of the running databases (a warm one takes about 6 descriptors, a cold one 1).
+    /// Whether more databases are warm than the descriptors allow: `max_open` less one in
+    /// [`WARM_FDS`] of the running databases. A cold database keeps one descriptor and a warm
+    /// one up to [`WARM_FDS`] more (two SQLite connections on the database, `-wal` and `-shm`,
+    /// the `-shm` probe, the WAL and database files read for a sync), so warm ones may take
+    /// `(nofile - reserve - running) / WARM_FDS`. With one sixth, 10,000 databases under a
+    /// 20,000 limit reached `Too many open files` (leases, uploads and syncs failed for seconds).
     pub(crate) fn over_open_limit(&self) -> bool {
         let limit = self
             .opts
             .max_open
-            .saturating_sub(self.running.load(Ordering::Relaxed) / 6)
+            .saturating_sub(self.running.load(Ordering::Relaxed) / WARM_FDS)
             .max(16);
         self.open_count() > limit
     }

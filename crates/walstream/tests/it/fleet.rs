@@ -87,7 +87,8 @@ impl Fleet {
         let t0 = Instant::now();
         let mut pending: Vec<&PathBuf> = self.dbs.iter().collect();
         loop {
-            pending.retain(|db| max_l0(&self.replica_of(db)).is_none());
+            // Any level: a slow start lets L1 compaction and L0 retention run first.
+            pending.retain(|db| !has_ltx(&self.replica_of(db)));
             if pending.is_empty() {
                 return t0.elapsed();
             }
@@ -121,10 +122,12 @@ fn fleet_scale(size: ScaleSize) {
     let fleet = Fleet::new(size.dbs);
     let log = fleet.root.join("walstream.log");
     let started = Instant::now();
+    // WALSTREAM_FLEET_LOG_LEVEL=debug to look into a slow commit.
+    let level = std::env::var("WALSTREAM_FLEET_LOG_LEVEL").unwrap_or_else(|_| "info".into());
     let mut r = Replicator::start(
         &fleet.cfg,
         &log,
-        &[("WALSTREAM_COLD_AFTER", "2s")],
+        &[("WALSTREAM_COLD_AFTER", "2s"), ("LOG_LEVEL", &level)],
         &["prlimit", "--nofile=1024:20000", "--"],
     );
     let pid = r.pid();
@@ -407,4 +410,17 @@ fn fleet_lag_spread_100() {
 fn fleet_lag_full() {
     assert!(std::env::var_os("WALSTREAM_FLEET_FULL").is_some());
     fleet_lag(200, Duration::from_secs(60), Duration::from_secs(1));
+}
+
+/// Whether a file replica holds a complete LTX file at any level.
+fn has_ltx(replica: &Path) -> bool {
+    let Ok(levels) = std::fs::read_dir(replica.join("ltx")) else {
+        return false;
+    };
+    levels.flatten().any(|l| {
+        std::fs::read_dir(l.path()).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| ltx::parse_file_name(&e.file_name().to_string_lossy()).is_some())
+        })
+    })
 }
