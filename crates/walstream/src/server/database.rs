@@ -248,7 +248,22 @@ async fn run(
     let watched = shared.watcher.add(&path, &signal);
     let opts = spec.opts.clone();
     let p = path.clone();
-    let db = match shared.pool.run(move || Db::new(&p, opts)).await {
+    // Out of descriptors is a wait, not a failure: retried until it passes (or shutdown).
+    let mut delay = Duration::from_millis(100);
+    let opened = loop {
+        let (p, opts) = (p.clone(), opts.clone());
+        match shared.pool.run(move || Db::new(&p, opts)).await {
+            Some(Err(e)) if out_of_descriptors(&e) => {
+                tokio::select! {
+                    _ = cancel.cancelled() => break None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            r => break r,
+        }
+    };
+    let db = match opened {
         Some(Ok(db)) => db,
         Some(Err(source)) => {
             error!(db = %path.display(), "cannot start: {source}");
@@ -465,19 +480,29 @@ async fn upload_task(
     let remote = max_level_txid(&listing, SNAPSHOT_LEVEL);
     let upload_from = max_level_txid(&listing, SNAPSHOT_LEVEL - 1);
     let provisional = fresh && was_down;
-    let reconciled = ctx
-        .with_db(move |db| -> Result<(), DbError> {
-            if provisional {
-                // Files numbered before the replica's position was known cannot continue it.
-                if let Some(r) = remote {
-                    return db.rebase_onto_remote(r);
+    let mut delay = Duration::from_millis(100);
+    let reconciled = loop {
+        let r = ctx
+            .with_db(move |db| -> Result<(), DbError> {
+                if provisional {
+                    // Files numbered before the replica's position was known cannot continue it.
+                    if let Some(r) = remote {
+                        return db.rebase_onto_remote(r);
+                    }
+                    return Ok(());
                 }
-                return Ok(());
+                let complete = replica::local_chain_complete(db.meta(), remote)?;
+                db.reconcile(remote, complete)
+            })
+            .await;
+        match r {
+            Some(Err(e)) if out_of_descriptors(&e) && !ctx.cancel.is_cancelled() => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
-            let complete = replica::local_chain_complete(db.meta(), remote)?;
-            db.reconcile(remote, complete)
-        })
-        .await;
+            r => break r,
+        }
+    };
     if let Some(Err(source)) = reconciled {
         error!(db = %ctx.path.display(), "{source}");
         ctx.shared.fatal(ServerError::Db {
@@ -739,6 +764,13 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
                 .try_lock()
                 .is_ok_and(|db| db.wal_at_checkpoint_threshold());
         let due = (need && !hold) || (warm && now >= last_sync + monitor);
+        // A cold database opens (about 8 descriptors) only while the warm ones leave room: at
+        // start every database syncs once, and 3,000 of them under a 6,000 limit ran out of
+        // descriptors in 3 s. It waits its turn instead (the others go cold after 200 ms).
+        if due && !warm && !l9 && ctx.shared.over_open_limit() {
+            backoff_until = Some(now + Duration::from_millis(20));
+            continue;
+        }
         if due {
             need = false;
             last_sync = now;
@@ -806,6 +838,7 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
                 Some(Err(e)) => {
                     let missing = matches!(e, DbError::Missing(_));
                     let msg = e.to_string();
+                    let out_of_fds = msg.contains("Too many open files");
                     if last_err.as_deref() != Some(&msg) {
                         warn!(db = %ctx.path.display(), "sync failed: {msg}");
                     }
@@ -816,6 +849,14 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
                     if missing {
                         // Wait for the watcher to see it again (or poll without one).
                         warm = false;
+                    } else if warm && (ctx.shared.over_open_limit() || out_of_fds) {
+                        // Out of descriptors: let go of this database's while it waits, or
+                        // every warm database keeps its own and retries into the same wall.
+                        let _ = ctx.with_db(|db| db.close_idle()).await;
+                        warm = false;
+                        need = true;
+                        backoff_until = Some(now + err_delay);
+                        err_delay = (err_delay * 2).min(Duration::from_secs(5));
                     } else {
                         need = true;
                         backoff_until = Some(now + err_delay);
@@ -897,4 +938,19 @@ async fn wal_task(ctx: Arc<Ctx>, wrote: watch::Sender<u64>, mut ready: watch::Re
         Some(Err(DbError::Missing(_))) | Some(Ok(_)) | None => {}
         Some(Err(e)) => warn!(db = %ctx.path.display(), "final sync failed: {e}"),
     }
+}
+
+/// Whether an error comes from the process or system running out of file descriptors
+/// (`EMFILE`, `ENFILE`): transient, as descriptors come back when other databases go cold.
+fn out_of_descriptors(e: &DbError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    e.to_string().contains("Too many open files")
 }
