@@ -775,6 +775,21 @@ impl ReplicaStore for LeasedStore {
         self.guard.before_write("stale uploads").await?;
         self.inner.remove_stale_uploads().await
     }
+    async fn list_objects(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<crate::storage::ObjectInfo>, StorageError> {
+        self.inner.list_objects(prefix).await
+    }
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        self.inner.open_object(key, offset).await
+    }
+    fn ltx_layout(&self) -> crate::storage::LtxLayout {
+        self.inner.ltx_layout()
+    }
+    async fn list_databases(&self, recursive: bool) -> Result<Vec<String>, StorageError> {
+        self.inner.list_databases(recursive).await
+    }
 }
 
 #[cfg(test)]
