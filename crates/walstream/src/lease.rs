@@ -962,6 +962,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn leased_store_passes_contract_listing_while_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join("meta");
+        let owner = Owner::load(&meta, Path::new("db")).unwrap();
+        let lease = Lease::acquire(file_store(&meta), owner, LeaseOptions::default())
+            .await
+            .unwrap();
+        let guard = Guard::new(lease, Instant::now() + Duration::from_secs(3600));
+        let base = dir.path().join("replica");
+        contract::run_listing(guard.leased_store(file_store(dir.path())), |rel| {
+            guard.leased_store(Arc::new(FileStore::new(base.join(rel))))
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn leased_store_passes_contract_while_held() {
         let mut dirs = Vec::new();
         contract::run_all(|| {

@@ -178,3 +178,22 @@ impl ReplicaStore for Instrumented {
         r
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::storage::contract;
+    use crate::storage::file::FileStore;
+
+    #[tokio::test]
+    async fn instrumented_store_passes_contract_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("replica");
+        let root = Instrumented::wrap(Arc::new(FileStore::new(base.clone())));
+        contract::run_listing(root, |rel| {
+            Instrumented::wrap(Arc::new(FileStore::new(base.join(rel))))
+        })
+        .await;
+    }
+}

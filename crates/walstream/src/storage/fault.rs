@@ -489,6 +489,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn fault_store_without_faults_passes_contract_listing() {
+        let (dir, root) = file_store();
+        let base = dir.path().join("replica");
+        contract::run_listing(Arc::new(FaultStore::new(root)), |rel| {
+            Arc::new(FaultStore::new(Arc::new(FileStore::new(base.join(rel))))) as DynStore
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn fault_store_without_faults_passes_contract() {
         let mut dirs = Vec::new();
         contract::run_all(|| {

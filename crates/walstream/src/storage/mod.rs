@@ -600,6 +600,40 @@ mod tests {
     }
 
     #[test]
+    fn ltx_layouts_name_the_database_of_an_ltx_key() {
+        let f = "0000000000000001-0000000000000002.ltx";
+        let d = LtxLayout::LtxDir;
+        assert_eq!(d.database_of(&format!("a.db/ltx/0/{f}")), Some("a.db"));
+        assert_eq!(
+            d.database_of(&format!("t/ltx/b.db/ltx/9/{f}")),
+            Some("t/ltx/b.db")
+        );
+        assert_eq!(d.database_of(&format!("ltx/3/{f}")), Some(""));
+        assert_eq!(d.database_of(&format!("a.db/ltx/10/{f}")), None);
+        assert_eq!(d.database_of(&format!("a.db/0000/{f}")), None);
+        assert_eq!(d.database_of("a.db/ltx/0/.x.tmp"), None);
+        assert_eq!(d.database_of("a.db/.walstream/lease"), None);
+        let h = LtxLayout::HexLevel;
+        assert_eq!(h.database_of(&format!("t/b.db/0009/{f}")), Some("t/b.db"));
+        assert_eq!(h.database_of(&format!("0000/{f}")), Some(""));
+        assert_eq!(h.database_of(&format!("a.db/000a/{f}")), None);
+        assert_eq!(h.database_of(&format!("a.db/ltx/0/{f}")), None);
+        let keys = [
+            format!("b.db/ltx/0/{f}"),
+            format!("a.db/ltx/0/{f}"),
+            format!("a.db/ltx/1/{f}"),
+            format!("t/c.db/ltx/0/{f}"),
+            format!("ltx/0/{f}"),
+            format!("../x.db/ltx/0/{f}"),
+            format!("/y.db/ltx/0/{f}"),
+            format!("t/./z.db/ltx/0/{f}"),
+        ];
+        let keys = || keys.iter().map(String::as_str);
+        assert_eq!(databases_in(d, keys(), false), ["a.db", "b.db"]);
+        assert_eq!(databases_in(d, keys(), true), ["a.db", "b.db", "t/c.db"]);
+    }
+
+    #[test]
     fn open_url_empty_path_is_error() {
         for url in ["", "file://", "file://?a=b"] {
             let err = open_url(url)
