@@ -775,6 +775,21 @@ impl ReplicaStore for LeasedStore {
         self.guard.before_write("stale uploads").await?;
         self.inner.remove_stale_uploads().await
     }
+    async fn list_objects(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<crate::storage::ObjectInfo>, StorageError> {
+        self.inner.list_objects(prefix).await
+    }
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        self.inner.open_object(key, offset).await
+    }
+    fn ltx_layout(&self) -> crate::storage::LtxLayout {
+        self.inner.ltx_layout()
+    }
+    async fn list_databases(&self, recursive: bool) -> Result<Vec<String>, StorageError> {
+        self.inner.list_databases(recursive).await
+    }
 }
 
 #[cfg(test)]
@@ -944,6 +959,22 @@ mod tests {
         let _a = owner(dir.path(), "a");
         let err = Owner::load(&dir.path().join("meta-a"), Path::new("a")).unwrap_err();
         assert!(matches!(err, LeaseError::OwnerLocked { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn leased_store_passes_contract_listing_while_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join("meta");
+        let owner = Owner::load(&meta, Path::new("db")).unwrap();
+        let lease = Lease::acquire(file_store(&meta), owner, LeaseOptions::default())
+            .await
+            .unwrap();
+        let guard = Guard::new(lease, Instant::now() + Duration::from_secs(3600));
+        let base = dir.path().join("replica");
+        contract::run_listing(guard.leased_store(file_store(dir.path())), |rel| {
+            guard.leased_store(Arc::new(FileStore::new(base.join(rel))))
+        })
+        .await;
     }
 
     #[tokio::test]

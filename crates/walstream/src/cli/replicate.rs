@@ -180,6 +180,10 @@ struct Plan {
     ops: OpsSettings,
     /// The config file, when one was used (control socket, watched directories).
     config: Option<Config>,
+    /// The `dir:` entries (their `dbs[]` indexes) whose missing databases are restored on start
+    /// (`restore-if-db-not-exists`). When there are any, the directories are scanned only after
+    /// those restores ([`config_targets`]), and `targets` is empty until then.
+    restore_dirs: Vec<usize>,
 }
 
 /// `addr`, `heartbeat-url`, `heartbeat-interval`, `max-local-backlog`.
@@ -233,6 +237,7 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
                 shutdown_timeout: None,
                 ops: OpsSettings::default(),
                 config: None,
+                restore_dirs: Vec::new(),
             })
         }
         [one] => anyhow::bail!("must specify a replica URL after the database path {one:?}"),
@@ -257,25 +262,22 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
                     path.display()
                 );
             }
-            let targets: Vec<Target> = cfg
-                .databases()?
-                .into_iter()
-                .map(|d| Target {
-                    db: d.path,
-                    replica: d.replica,
-                    opts: DbOptions {
-                        history: cfg.history(),
-                        ..d.options
-                    },
-                    restore_if_missing: args.restore_if_db_not_exists || d.restore_if_db_not_exists,
+            let restore_dirs: Vec<usize> = cfg
+                .dbs
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| {
+                    d.path.is_none()
+                        && (args.restore_if_db_not_exists
+                            || d.restore_if_db_not_exists == Some(true))
                 })
+                .map(|(i, _)| i)
                 .collect();
-            if targets.is_empty() && cfg.watched_dirs().is_empty() {
-                warn!(
-                    "config {}: no databases found yet (directory entries are watched for none)",
-                    path.display()
-                );
-            }
+            let targets = if restore_dirs.is_empty() {
+                config_targets(&cfg, args, &[])?
+            } else {
+                Vec::new()
+            };
             let exec = match (
                 &args.exec,
                 cfg.exec.as_deref().filter(|e| !e.trim().is_empty()),
@@ -290,9 +292,41 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
                 shutdown_timeout: cfg.shutdown_sync_timeout,
                 ops: OpsSettings::from_config(&cfg),
                 config: Some(cfg),
+                restore_dirs,
             })
         }
     }
+}
+
+/// The databases of a config: `path:` entries, and the databases found in `dir:` entries now.
+/// Those of the `dir:` entries in `restored_dirs` were restored already
+/// ([`restore_dir_if_missing`]), so they are not restored again.
+fn config_targets(
+    cfg: &Config,
+    args: &ReplicateArgs,
+    restored_dirs: &[usize],
+) -> anyhow::Result<Vec<Target>> {
+    let targets: Vec<Target> = cfg
+        .databases()?
+        .into_iter()
+        .map(|d| Target {
+            restore_if_missing: !restored_dirs.contains(&d.index)
+                && (args.restore_if_db_not_exists || d.restore_if_db_not_exists),
+            db: d.path,
+            replica: d.replica,
+            opts: DbOptions {
+                history: cfg.history(),
+                ..d.options
+            },
+        })
+        .collect();
+    if targets.is_empty() && cfg.watched_dirs().is_empty() {
+        warn!(
+            "config {}: no databases found yet (directory entries are watched for none)",
+            cfg.file.display()
+        );
+    }
+    Ok(targets)
 }
 
 fn spec(t: Target, store: crate::storage::DynStore) -> DbSpec {
@@ -359,6 +393,62 @@ pub async fn restore_if_missing(
     Ok(Some(summary.txid))
 }
 
+/// Restores the missing databases of the `dir:` entry `cfg.dbs[index]`: the replica at the
+/// entry's root is listed ([`crate::storage::ReplicaStore::list_databases`], retried under the
+/// restore policy while the store does not answer, then the error names it), and each database
+/// it holds that the entry's pattern (and `recursive`) covers and that does not exist locally is
+/// restored as a `path:` entry's is ([`restore_if_missing`]: parent directories created, nothing
+/// half-written). Databases that exist are left alone. Returns how many were restored.
+pub async fn restore_dir_if_missing(cfg: &Config, index: usize) -> anyhow::Result<usize> {
+    use crate::storage::retry::RetryPolicy;
+    let Some(entry) = cfg.dbs.get(index) else {
+        anyhow::bail!("config {}: no dbs[{index}]", cfg.file.display());
+    };
+    let dir = entry.display_path();
+    let Some(replica) = entry.the_replica() else {
+        anyhow::bail!(
+            "config {}: dbs[{index}]: must specify replica for database",
+            cfg.file.display()
+        );
+    };
+    register_secrets(replica);
+    let store = crate::config::open_replica(replica)
+        .map(crate::metrics::store::Instrumented::wrap)
+        .with_context(|| format!("replica for {dir}"))?;
+    let what = || {
+        format!(
+            "restore the databases of {dir} from {} on start",
+            store.describe()
+        )
+    };
+    let recursive = entry.recursive == Some(true);
+    let rels = RetryPolicy::restore()
+        .run(store.kind(), "databases", |_| {
+            store.list_databases(recursive)
+        })
+        .await
+        .with_context(what)?;
+    let mut restored = 0;
+    for rel in &rels {
+        let Some(d) = cfg.dir_database(index, rel)? else {
+            info!(dir = %dir, replica = %store.describe(), database = %rel, "the replica holds a database that the dir entry's pattern does not cover: not restoring it");
+            continue;
+        };
+        let t = Target {
+            db: d.path,
+            replica: d.replica,
+            opts: DbOptions::default(),
+            restore_if_missing: true,
+        };
+        let db_store = open_store(&t)?;
+        if restore_if_missing(&t.db, &db_store).await?.is_some() {
+            restored += 1;
+        }
+    }
+    info!(dir = %dir, replica = %store.describe(), databases = rels.len(), restored, "restore on start of a dir entry: done");
+    Ok(restored)
+}
+
 /// Waits until every database has reached its replica or reported why it cannot (at most
 /// `max`): the point at which `-exec`'s app is started.
 async fn wait_ready(server: &Server, max: std::time::Duration) {
@@ -409,7 +499,7 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
             tracing::debug!(before, after, "raised the open-file limit");
         }
     }
-    let plan = plan(&args)?;
+    let mut plan = plan(&args)?;
     let exec_argv = match &plan.exec {
         Some((_, from_config)) if args.once => {
             if *from_config {
@@ -445,6 +535,21 @@ pub async fn run(args: ReplicateArgs) -> anyhow::Result<i32> {
     let mut sigint = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
 
+    if let Some(cfg) = plan
+        .config
+        .as_ref()
+        .filter(|_| !plan.restore_dirs.is_empty())
+    {
+        for &i in &plan.restore_dirs {
+            let what = || cfg.dbs.get(i).map(|d| d.display_path()).unwrap_or_default();
+            tokio::select! {
+                r = restore_dir_if_missing(cfg, i) => { r?; }
+                _ = sigint.recv() => anyhow::bail!("interrupted while restoring {}", what()),
+                _ = sigterm.recv() => anyhow::bail!("interrupted while restoring {}", what()),
+            }
+        }
+        plan.targets = config_targets(cfg, &args, &plan.restore_dirs)?;
+    }
     let mut specs = Vec::with_capacity(plan.targets.len());
     for t in plan.targets {
         let store = open_store(&t)?;

@@ -339,7 +339,7 @@ pub struct DbConfig {
     /// `max-sync-wal-bytes` (default 64 MiB).
     pub max_sync_wal_bytes: Option<u64>,
     /// `restore-if-db-not-exists`: `replicate` restores the database first if it is missing
-    /// (`path` entries; not yet the missing databases of a `dir` entry).
+    /// (for a `dir` entry: each database its replica holds that is missing locally).
     #[serde(default, deserialize_with = "opt_bool")]
     pub restore_if_db_not_exists: Option<bool>,
     /// The replica.
@@ -522,6 +522,32 @@ impl Config {
             }
         }
         Ok(None)
+    }
+
+    /// The database at `rel` (a path relative to the directory, `/`-separated, as
+    /// [`crate::storage::ReplicaStore::list_databases`] lists a replica) of the `dir` entry
+    /// `dbs[index]`, resolved as [`Config::find_db`] does (its replica path derived from the
+    /// entry's): `None` when the entry is no `dir` entry, or its pattern (and `recursive`) does
+    /// not cover `rel`. The file need not exist.
+    pub fn dir_database(&self, index: usize, rel: &str) -> Result<Option<ResolvedDb>, ConfigError> {
+        let Some(db) = self.dbs.get(index).filter(|d| d.path.is_none()) else {
+            return Ok(None);
+        };
+        let Some(dir) = db.dir.as_deref() else {
+            return Ok(None);
+        };
+        let dir = expand_path(dir).map_err(|m| self.invalid(index, format!("dir: {m}")))?;
+        let mut want = dir;
+        for segment in rel.split('/') {
+            if segment.is_empty() || segment == "." || segment == ".." {
+                return Ok(None);
+            }
+            want.push(segment);
+        }
+        match dir::entry_for(db, &want) {
+            Some(found) => self.resolve(index, &found).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn resolve(&self, index: usize, db: &DbConfig) -> Result<ResolvedDb, ConfigError> {

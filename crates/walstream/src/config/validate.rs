@@ -604,12 +604,6 @@ fn check_db(
         (None, Some(_)) => at.key("replicas").index(0),
         (Some(_), None) => at.key("replica"),
     };
-    if db.restore_if_db_not_exists == Some(true) && db.path.is_none() {
-        cx.unsupported(
-            at.key("restore-if-db-not-exists"),
-            "restoring a dir entry's missing databases on start is (path entries are restored)",
-        );
-    }
     let raw = match (&db.replica, &db.replicas) {
         (Some(r), _) => r.clone(),
         (None, Some(list)) => list.first().cloned().unwrap_or_default(),

@@ -12,7 +12,8 @@ use ltx::TxId;
 
 use super::registry;
 use crate::storage::{
-    ByteStream, DynStore, LeaseObject, LeaseVersion, LtxFileInfo, ReplicaStore, StorageError,
+    ByteStream, DynStore, LeaseObject, LeaseVersion, LtxFileInfo, LtxLayout, ObjectInfo,
+    ReplicaStore, StorageError,
 };
 
 /// Wraps a store so that every operation is counted.
@@ -154,5 +155,45 @@ impl ReplicaStore for Instrumented {
     }
     async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
         self.inner.remove_stale_uploads().await
+    }
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let t = Instant::now();
+        let r = self.inner.list_objects(prefix).await;
+        record(self.kind(), "LIST", t, 0, &r);
+        r
+    }
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        let t = Instant::now();
+        let r = self.inner.open_object(key, offset).await;
+        record(self.kind(), "GET", t, 0, &r);
+        r
+    }
+    fn ltx_layout(&self) -> LtxLayout {
+        self.inner.ltx_layout()
+    }
+    async fn list_databases(&self, recursive: bool) -> Result<Vec<String>, StorageError> {
+        let t = Instant::now();
+        let r = self.inner.list_databases(recursive).await;
+        record(self.kind(), "LIST", t, 0, &r);
+        r
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::storage::contract;
+    use crate::storage::file::FileStore;
+
+    #[tokio::test]
+    async fn instrumented_store_passes_contract_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("replica");
+        let root = Instrumented::wrap(Arc::new(FileStore::new(base.clone())));
+        contract::run_listing(root, |rel| {
+            Instrumented::wrap(Arc::new(FileStore::new(base.join(rel))))
+        })
+        .await;
     }
 }

@@ -39,6 +39,17 @@ where
     remove_stale_uploads_keeps_ltx_files(&*new_store().await).await;
 }
 
+/// The listing of databases under a root ([`ReplicaStore::list_databases`]), which needs more
+/// than one store: `root` is a fresh, empty store, and `at(rel)` opens the store at
+/// `<root>/<rel>` the way a `dir:` entry derives each database's replica. Every backend and
+/// wrapper runs it beside [`run_all`].
+pub async fn run_listing<F>(root: DynStore, at: F)
+where
+    F: Fn(&str) -> DynStore,
+{
+    list_databases_finds_each_database_with_ltx_files(&*root, &at).await;
+}
+
 /// Source files for writes, in a temp directory that lives as long as this value.
 pub struct Sources {
     dir: tempfile::TempDir,
@@ -468,4 +479,60 @@ pub async fn remove_stale_uploads_keeps_ltx_files(store: &dyn ReplicaStore) {
         read_all(store, 0, 2, 3, 0).await == test_bytes(64, 2),
         "bytes after cleanup"
     );
+}
+
+/// `list_databases` lists the relative paths of the databases under the root that hold at least
+/// one LTX file (any level), sorted, each once; nested ones only when recursive; never the
+/// root's own files, a database whose files were all deleted, or one with only a lease.
+pub async fn list_databases_finds_each_database_with_ltx_files(
+    root: &dyn ReplicaStore,
+    at: &dyn Fn(&str) -> DynStore,
+) {
+    let none: Vec<String> = Vec::new();
+    for recursive in [false, true] {
+        let got = root
+            .list_databases(recursive)
+            .await
+            .unwrap_or_else(|e| panic!("list_databases({recursive}) on an empty root: {e}"));
+        assert_eq!(got, none, "an empty root holds no database");
+    }
+    let mut src = Sources::new();
+    let f = src.file(b"ltx bytes");
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    // a.db: two L0 files; b.db: a snapshot only; t/c.db nested; the root's own file.
+    write(&*at("a.db"), 0, 1, 1, &f, t).await;
+    write(&*at("a.db"), 0, 2, 2, &f, t).await;
+    write(&*at("b.db"), 9, 1, 5, &f, t).await;
+    write(&*at("t/c.db"), 1, 1, 3, &f, t).await;
+    write(root, 0, 1, 1, &f, t).await;
+    // gone.db: its only file deleted.
+    let gone = at("gone.db");
+    let info = write(&*gone, 0, 1, 1, &f, t).await;
+    gone.delete_ltx_files(&[info])
+        .await
+        .unwrap_or_else(|e| panic!("delete gone.db's file: {e}"));
+    // leased.db: a lease and no LTX file.
+    let leased = at("leased.db");
+    if leased.supports_lease() {
+        leased
+            .write_lease(bytes::Bytes::from_static(b"lease"), None)
+            .await
+            .unwrap_or_else(|e| panic!("write leased.db's lease: {e}"));
+    }
+    let flat = root
+        .list_databases(false)
+        .await
+        .unwrap_or_else(|e| panic!("list_databases(false): {e}"));
+    assert_eq!(flat, ["a.db", "b.db"], "databases directly under the root");
+    let all = root
+        .list_databases(true)
+        .await
+        .unwrap_or_else(|e| panic!("list_databases(true): {e}"));
+    assert_eq!(all, ["a.db", "b.db", "t/c.db"], "databases at any depth");
+    // A database's own store is a root too: it holds no database below it.
+    let below = at("a.db")
+        .list_databases(true)
+        .await
+        .unwrap_or_else(|e| panic!("list_databases under a.db: {e}"));
+    assert_eq!(below, none, "a.db's files are no database of a.db's store");
 }

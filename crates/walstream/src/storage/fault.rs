@@ -35,7 +35,7 @@ use super::{ByteStream, DynStore, LtxFileInfo, ReplicaStore, StorageError};
 /// A store operation, as counted and scheduled by [`FaultStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// [`ReplicaStore::ltx_files`].
+    /// [`ReplicaStore::ltx_files`], and [`ReplicaStore::list_databases`] (key `databases`).
     List,
     /// [`ReplicaStore::open_ltx_file`].
     Open,
@@ -447,6 +447,26 @@ impl ReplicaStore for FaultStore {
     async fn remove_stale_uploads(&self) -> Result<usize, StorageError> {
         self.inner.remove_stale_uploads().await
     }
+
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
+        self.inner.list_objects(prefix).await
+    }
+
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        self.inner.open_object(key, offset).await
+    }
+
+    fn ltx_layout(&self) -> super::LtxLayout {
+        self.inner.ltx_layout()
+    }
+
+    async fn list_databases(&self, recursive: bool) -> Result<Vec<String>, StorageError> {
+        // A listing like a level's: the same faults apply.
+        let key = "databases".to_string();
+        let plan = self.plan(Op::List, std::slice::from_ref(&key));
+        self.before(&plan, &key).await?;
+        self.inner.list_databases(recursive).await
+    }
 }
 
 /// Shorthand: `Arc`-wrapped for use as a [`DynStore`] while keeping the counters reachable.
@@ -466,6 +486,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: DynStore = Arc::new(FileStore::new(dir.path().join("replica")));
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn fault_store_without_faults_passes_contract_listing() {
+        let (dir, root) = file_store();
+        let base = dir.path().join("replica");
+        contract::run_listing(Arc::new(FaultStore::new(root)), |rel| {
+            Arc::new(FaultStore::new(Arc::new(FileStore::new(base.join(rel))))) as DynStore
+        })
+        .await;
     }
 
     #[tokio::test]

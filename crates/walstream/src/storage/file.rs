@@ -570,6 +570,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn file_store_contract_listing_passes() {
+        let (dir, root) = store();
+        let base = dir.path().join("replica");
+        contract::run_listing(root, |rel| {
+            Arc::new(FileStore::new(base.join(rel))) as DynStore
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn file_store_layout_matches_litestream() {
         let dir = tempfile::tempdir().unwrap();
         let fs = FileStore::new(dir.path());

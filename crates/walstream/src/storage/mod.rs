@@ -1,8 +1,8 @@
 //! Where replicas live. One small trait, [`ReplicaStore`], speaks Litestream's domain (levels and
 //! TXID ranges), and each backend maps it onto its keys.
 //!
-//! Layouts: the file backend (and later gs, abs, sftp) uses `<path>/ltx/<level>/<min>-<max>.ltx`;
-//! S3 uses `<path>/<level as %04x>/<min>-<max>.ltx`.
+//! Layouts ([`LtxLayout`]): the file, gs, abs and sftp backends use
+//! `<path>/ltx/<level>/<min>-<max>.ltx`; S3 uses `<path>/<level as %04x>/<min>-<max>.ltx`.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -265,15 +265,97 @@ pub trait ReplicaStore: Send + Sync + std::fmt::Debug {
         let _ = offset;
         Err(no_object_access(self.kind(), &self.describe(), key))
     }
+    /// How this store names LTX files under its root (see [`LtxLayout`]).
+    fn ltx_layout(&self) -> LtxLayout {
+        LtxLayout::LtxDir
+    }
+    /// The databases held under this store's root, as the stores of a `dir:` entry's databases
+    /// lay them out (`<root>/<rel>/...`): each database's path relative to the root
+    /// (`/`-separated, sorted, no empty, `.` or `..` segment) that has at least one LTX file.
+    /// Without `recursive` only databases directly under the root (one segment); with it, at any
+    /// depth. LTX files of the root itself (a `path:` replica there) are no database of it.
+    /// The default lists every object ([`ReplicaStore::list_objects`]) and keeps the part of
+    /// each LTX file's key before its layout's level part.
+    async fn list_databases(&self, recursive: bool) -> Result<Vec<String>, StorageError> {
+        let objects = self.list_objects("").await?;
+        Ok(databases_in(
+            self.ltx_layout(),
+            objects.iter().map(|o| o.key.as_str()),
+            recursive,
+        ))
+    }
+}
+
+/// Where a backend puts a replica's LTX files, relative to the replica's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LtxLayout {
+    /// `ltx/<level>/<min>-<max>.ltx`, the level in decimal (file, gs, abs, sftp).
+    LtxDir,
+    /// `<level as %04x>/<min>-<max>.ltx` (s3).
+    HexLevel,
+}
+
+impl LtxLayout {
+    /// For the key of an LTX file (relative to a root), the part before its level part: the
+    /// database's relative path, `""` for the root's own files. `None` for any other key.
+    pub fn database_of(self, key: &str) -> Option<&str> {
+        let (rest, name) = key.rsplit_once('/')?;
+        ltx::parse_file_name(name)?;
+        let (rest, level) = rest.rsplit_once('/').unwrap_or(("", rest));
+        let rest = match self {
+            LtxLayout::LtxDir => {
+                let ok = level.len() == 1 && level.parse::<u8>().is_ok_and(|l| l <= SNAPSHOT_LEVEL);
+                if !ok {
+                    return None;
+                }
+                match rest.rsplit_once('/') {
+                    Some((db, "ltx")) => db,
+                    None if rest == "ltx" => "",
+                    _ => return None,
+                }
+            }
+            LtxLayout::HexLevel => {
+                let ok = level.len() == 4
+                    && u8::from_str_radix(level, 16).is_ok_and(|l| l <= SNAPSHOT_LEVEL);
+                if !ok {
+                    return None;
+                }
+                rest
+            }
+        };
+        Some(rest)
+    }
+}
+
+/// The databases that the LTX files among `keys` belong to (see
+/// [`ReplicaStore::list_databases`]): sorted, each once.
+pub fn databases_in<'a>(
+    layout: LtxLayout,
+    keys: impl IntoIterator<Item = &'a str>,
+    recursive: bool,
+) -> Vec<String> {
+    let mut out: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| layout.database_of(k))
+        .filter(|db| {
+            let mut segments = db.split('/');
+            segments
+                .clone()
+                .all(|s| !s.is_empty() && s != "." && s != "..")
+                && (recursive || segments.nth(1).is_none())
+        })
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn no_object_access(backend: &'static str, replica: &str, key: &str) -> StorageError {
     StorageError::Permanent {
         backend,
         key: format!("{replica}/{key}"),
-        message: "this store cannot read objects outside the LTX levels (Litestream 0.3 \
-                  backups are read from file and s3 replicas)"
-            .to_string(),
+        message: "this store cannot read objects outside the LTX levels".to_string(),
     }
 }
 
@@ -515,6 +597,40 @@ mod tests {
         assert_eq!(root_of("file://localhost/tmp/x"), "file:///localhost/tmp/x");
         assert_eq!(root_of("file://backup"), "file:///backup");
         assert_eq!(open_url("/x").unwrap().kind(), "file");
+    }
+
+    #[test]
+    fn ltx_layouts_name_the_database_of_an_ltx_key() {
+        let f = "0000000000000001-0000000000000002.ltx";
+        let d = LtxLayout::LtxDir;
+        assert_eq!(d.database_of(&format!("a.db/ltx/0/{f}")), Some("a.db"));
+        assert_eq!(
+            d.database_of(&format!("t/ltx/b.db/ltx/9/{f}")),
+            Some("t/ltx/b.db")
+        );
+        assert_eq!(d.database_of(&format!("ltx/3/{f}")), Some(""));
+        assert_eq!(d.database_of(&format!("a.db/ltx/10/{f}")), None);
+        assert_eq!(d.database_of(&format!("a.db/0000/{f}")), None);
+        assert_eq!(d.database_of("a.db/ltx/0/.x.tmp"), None);
+        assert_eq!(d.database_of("a.db/.walstream/lease"), None);
+        let h = LtxLayout::HexLevel;
+        assert_eq!(h.database_of(&format!("t/b.db/0009/{f}")), Some("t/b.db"));
+        assert_eq!(h.database_of(&format!("0000/{f}")), Some(""));
+        assert_eq!(h.database_of(&format!("a.db/000a/{f}")), None);
+        assert_eq!(h.database_of(&format!("a.db/ltx/0/{f}")), None);
+        let keys = [
+            format!("b.db/ltx/0/{f}"),
+            format!("a.db/ltx/0/{f}"),
+            format!("a.db/ltx/1/{f}"),
+            format!("t/c.db/ltx/0/{f}"),
+            format!("ltx/0/{f}"),
+            format!("../x.db/ltx/0/{f}"),
+            format!("/y.db/ltx/0/{f}"),
+            format!("t/./z.db/ltx/0/{f}"),
+        ];
+        let keys = || keys.iter().map(String::as_str);
+        assert_eq!(databases_in(d, keys(), false), ["a.db", "b.db"]);
+        assert_eq!(databases_in(d, keys(), true), ["a.db", "b.db", "t/c.db"]);
     }
 
     #[test]

@@ -54,6 +54,13 @@ async fn azure_contract_suite_passes_against_azurite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_contract_listing_passes_against_azurite() {
+    let a = azurite();
+    let root = unique("listing");
+    contract::run_listing(store(&a, &root), |rel| store(&a, &format!("{root}/{rel}"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_large_file_goes_up_in_blocks_and_reads_back() {
     let a = azurite();
     let s = store(&a, &unique("large"));

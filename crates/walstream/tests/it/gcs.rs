@@ -40,6 +40,16 @@ async fn gcs_contract_suite_passes_against_fake_gcs_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_contract_listing_passes_against_fake_gcs_server() {
+    let e = emulator();
+    let root = unique("listing");
+    contract::run_listing(store(&e.bucket, &root), |rel| {
+        store(&e.bucket, &format!("{root}/{rel}"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcs_large_file_goes_up_resumably_with_litestreams_metadata() {
     let e = emulator();
     let path = unique("large");

@@ -25,6 +25,7 @@ mod interference;
 mod lag;
 mod litestream;
 mod ops;
+mod ops_dir_restore;
 mod ops_leftovers;
 mod ops_metrics;
 mod replication;

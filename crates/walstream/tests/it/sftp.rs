@@ -68,6 +68,13 @@ async fn sftp_contract_suite_passes_against_sshd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_contract_listing_passes_against_sshd() {
+    let s = sshd();
+    let root = unique("listing");
+    contract::run_listing(s.store(&root), |rel| s.store(&format!("{root}/{rel}"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sftp_layout_and_mtime_on_the_server_match_litestream() {
     let s = sshd();
     let path = unique("layout");

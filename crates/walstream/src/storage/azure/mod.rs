@@ -523,6 +523,44 @@ impl AzureStore {
         })
     }
 
+    /// `<path>/`, or nothing at the container's root.
+    fn root_slash(&self) -> String {
+        if self.settings.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.settings.prefix)
+        }
+    }
+
+    /// Streams the blob `blob` from `offset`.
+    async fn download_from(&self, blob: String, offset: u64) -> Result<ByteStream, StorageError> {
+        let opts = GetOptions {
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            ..Default::default()
+        };
+        let result = match self
+            .store
+            .get_opts(&ObjPath::from(blob.as_str()), opts)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // Asking for the bytes after the last one: there are none.
+                if offset > 0 {
+                    if let Failure::Status { status: 416, .. } = ErrorContext::classify(&e) {
+                        return Ok(futures::stream::empty().boxed());
+                    }
+                }
+                return Err(self.errors.map_os("download", &blob, e));
+            }
+        };
+        let errors = self.errors.clone();
+        Ok(result
+            .into_stream()
+            .map_err(move |e| errors.map_os("download", &blob, e))
+            .boxed())
+    }
+
     /// `<path>/ltx/<level>/`.
     fn level_prefix(&self, level: u8) -> String {
         if self.settings.prefix.is_empty() {
@@ -710,32 +748,33 @@ impl ReplicaStore for AzureStore {
         max: TxId,
         offset: u64,
     ) -> Result<ByteStream, StorageError> {
-        let blob = self.blob_name(level, min, max);
-        let opts = GetOptions {
-            range: (offset > 0).then_some(GetRange::Offset(offset)),
-            ..Default::default()
-        };
-        let result = match self
-            .store
-            .get_opts(&ObjPath::from(blob.as_str()), opts)
+        self.download_from(self.blob_name(level, min, max), offset)
             .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                // Asking for the bytes after the last one: there are none.
-                if offset > 0 {
-                    if let Failure::Status { status: 416, .. } = ErrorContext::classify(&e) {
-                        return Ok(futures::stream::empty().boxed());
-                    }
-                }
-                return Err(self.errors.map_os("download", &blob, e));
-            }
-        };
-        let errors = self.errors.clone();
-        Ok(result
-            .into_stream()
-            .map_err(move |e| errors.map_os("download", &blob, e))
-            .boxed())
+    }
+
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
+        let root = self.root_slash();
+        let full = format!("{root}{prefix}");
+        let blobs = self
+            .rest
+            .list(&full)
+            .await
+            .map_err(|f| self.map_rest("list", &full, f))?;
+        Ok(blobs
+            .into_iter()
+            .filter_map(|b| {
+                Some(super::ObjectInfo {
+                    key: b.name.strip_prefix(&root)?.to_string(),
+                    size: b.size,
+                    modified: b.created.unwrap_or(SystemTime::UNIX_EPOCH),
+                })
+            })
+            .collect())
+    }
+
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        self.download_from(format!("{}{key}", self.root_slash()), offset)
+            .await
     }
 
     async fn write_ltx_file(

@@ -215,6 +215,40 @@ impl GcsStore {
         format!("{}{}", self.level_prefix(level), ltx::file_name(min, max))
     }
 
+    /// `<path>/`, or nothing at the bucket's root.
+    fn root_slash(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+
+    /// Streams the object `name` from `offset`.
+    async fn download_from(&self, name: String, offset: u64) -> Result<ByteStream, StorageError> {
+        let bearer = self.bearer("download", &name).await?;
+        let stream = self
+            .api
+            .download(&name, offset, &bearer)
+            .await
+            .map_err(|f| self.map("download", &name, f))?;
+        let Some(stream) = stream else {
+            return Ok(futures::stream::empty().boxed());
+        };
+        let key = self.key(&name);
+        let base = self.api.base.clone();
+        Ok(stream
+            .map_err(move |e| StorageError::Transient {
+                backend: BACKEND,
+                key: key.clone(),
+                message: format!(
+                    "download: reading from {base}: {}",
+                    root_cause(&e.without_url())
+                ),
+            })
+            .boxed())
+    }
+
     fn key(&self, name: &str) -> String {
         format!("{}/{name}", self.api.bucket)
     }
@@ -433,28 +467,40 @@ impl ReplicaStore for GcsStore {
         max: TxId,
         offset: u64,
     ) -> Result<ByteStream, StorageError> {
-        let name = self.object_name(level, min, max);
-        let bearer = self.bearer("download", &name).await?;
-        let stream = self
-            .api
-            .download(&name, offset, &bearer)
+        self.download_from(self.object_name(level, min, max), offset)
             .await
-            .map_err(|f| self.map("download", &name, f))?;
-        let Some(stream) = stream else {
-            return Ok(futures::stream::empty().boxed());
-        };
-        let key = self.key(&name);
-        let base = self.api.base.clone();
-        Ok(stream
-            .map_err(move |e| StorageError::Transient {
-                backend: BACKEND,
-                key: key.clone(),
-                message: format!(
-                    "download: reading from {base}: {}",
-                    root_cause(&e.without_url())
-                ),
+    }
+
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
+        let root = self.root_slash();
+        let full = format!("{root}{prefix}");
+        let bearer = self.bearer("list", &full).await?;
+        let objects = self
+            .api
+            .list(&full, &bearer)
+            .await
+            .map_err(|f| self.map("list", &full, f))?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| {
+                let key = o.name.strip_prefix(&root)?.to_string();
+                let modified = o
+                    .time_created
+                    .as_deref()
+                    .and_then(parse_rfc3339)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                Some(super::ObjectInfo {
+                    key,
+                    size: o.size,
+                    modified,
+                })
             })
-            .boxed())
+            .collect())
+    }
+
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        self.download_from(format!("{}{key}", self.root_slash()), offset)
+            .await
     }
 
     async fn write_ltx_file(

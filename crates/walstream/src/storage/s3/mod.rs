@@ -541,6 +541,10 @@ impl ReplicaStore for S3Store {
             .collect())
     }
 
+    fn ltx_layout(&self) -> super::LtxLayout {
+        super::LtxLayout::HexLevel
+    }
+
     async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
         let key = format!("{}{key}", prefix_slash(&self.settings.prefix));
         let span = tracing::debug_span!("s3_get", key = %key, offset);

@@ -130,6 +130,18 @@ async fn s3_store_contract_suite_passes_on_moto() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_store_contract_listing_passes_on_moto() {
+    let endpoint = moto();
+    let bucket = unique_bucket("listing");
+    create_bucket(&endpoint, &bucket);
+    let root: DynStore = Arc::new(moto_store(&bucket, "tenants"));
+    contract::run_listing(root, |rel| {
+        Arc::new(moto_store(&bucket, &format!("tenants/{rel}"))) as DynStore
+    })
+    .await;
+}
+
 /// Every request signed and checked (moto with auth on): list with pagination, ranged GETs,
 /// PUTs with metadata and bulk deletes all carry valid SigV4 signatures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -480,6 +480,49 @@ impl Inner {
         Ok(out)
     }
 
+    /// Every regular file under the root whose key (path relative to the root) starts with
+    /// `prefix`; only the directory the prefix names is walked, symlinks are not followed.
+    fn list_objects(&self, sftp: &Sftp, prefix: &str) -> OpResult<Vec<super::ObjectInfo>> {
+        let base = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let mut out = Vec::new();
+        let mut dirs = vec![base.to_string()];
+        while let Some(key) = dirs.pop() {
+            let dir = match (key.as_str(), self.settings.root.as_str()) {
+                ("", "") => ".".to_string(),
+                ("", _) => self.settings.join("").trim_end_matches('/').to_string(),
+                (k, _) => self.settings.join(k),
+            };
+            let dir = if dir.is_empty() { "/".to_string() } else { dir };
+            let entries = match sftp.readdir(Path::new(&dir)) {
+                Ok(e) => e,
+                Err(e) if is_missing(&e) => continue,
+                Err(e) => return Err(OpError::Remote(e, "readdir", dir)),
+            };
+            for (path, st) in entries {
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                let child = if key.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{key}/{name}")
+                };
+                if st.is_dir() {
+                    if child.starts_with(prefix) || prefix.starts_with(&format!("{child}/")) {
+                        dirs.push(child);
+                    }
+                } else if st.is_file() && child.starts_with(prefix) {
+                    out.push(super::ObjectInfo {
+                        key: child,
+                        size: st.size.unwrap_or(0),
+                        modified: UNIX_EPOCH + Duration::from_secs(st.mtime.unwrap_or(0)),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn write(&self, sftp: &Sftp, dst: &str, src: &Path, created_at: SystemTime) -> OpResult<u64> {
         let (dir, name) = dst.rsplit_once('/').unwrap_or(("", dst));
         if !dir.is_empty() {
@@ -650,6 +693,42 @@ impl SftpStore {
     }
 }
 
+impl SftpStore {
+    /// Streams the remote file `path` from `offset`.
+    async fn open_path(&self, path: String, offset: u64) -> Result<ByteStream, StorageError> {
+        let p = path.clone();
+        let file = blocking(&self.inner, move |inner| {
+            inner.run(|inner, sftp| inner.open_at(sftp, &p, offset))
+        })
+        .await?;
+        let key = self.inner.location(&path);
+        // Each chunk is one blocking read; the stream ends after an error or at end of file.
+        let stream = futures::stream::unfold(Some(file), move |state| {
+            let key = key.clone();
+            async move {
+                let mut file = state?;
+                let r = tokio::task::spawn_blocking(move || {
+                    let r = read_chunk(&mut file);
+                    (file, r)
+                })
+                .await;
+                let err = |message: String| StorageError::Transient {
+                    backend: BACKEND,
+                    key,
+                    message,
+                };
+                match r {
+                    Ok((file, Ok(Some(chunk)))) => Some((Ok(chunk), Some(file))),
+                    Ok((_, Ok(None))) => None,
+                    Ok((_, Err(e))) => Some((Err(err(format!("read: {e}"))), None)),
+                    Err(e) => Some((Err(err(format!("blocking task failed: {e}"))), None)),
+                }
+            }
+        });
+        Ok(stream.boxed())
+    }
+}
+
 #[async_trait]
 impl ReplicaStore for SftpStore {
     fn kind(&self) -> &'static str {
@@ -685,37 +764,30 @@ impl ReplicaStore for SftpStore {
         max: TxId,
         offset: u64,
     ) -> Result<ByteStream, StorageError> {
-        let path = self.inner.file_path(level, min, max);
-        let p = path.clone();
-        let file = blocking(&self.inner, move |inner| {
-            inner.run(|inner, sftp| inner.open_at(sftp, &p, offset))
+        self.open_path(self.inner.file_path(level, min, max), offset)
+            .await
+    }
+
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<super::ObjectInfo>, StorageError> {
+        let p = prefix.to_string();
+        blocking(&self.inner, move |inner| {
+            inner.run(|inner, sftp| inner.list_objects(sftp, &p))
         })
-        .await?;
-        let key = self.inner.location(&path);
-        // Each chunk is one blocking read; the stream ends after an error or at end of file.
-        let stream = futures::stream::unfold(Some(file), move |state| {
-            let key = key.clone();
-            async move {
-                let mut file = state?;
-                let r = tokio::task::spawn_blocking(move || {
-                    let r = read_chunk(&mut file);
-                    (file, r)
-                })
-                .await;
-                let err = |message: String| StorageError::Transient {
-                    backend: BACKEND,
-                    key,
-                    message,
-                };
-                match r {
-                    Ok((file, Ok(Some(chunk)))) => Some((Ok(chunk), Some(file))),
-                    Ok((_, Ok(None))) => None,
-                    Ok((_, Err(e))) => Some((Err(err(format!("read: {e}"))), None)),
-                    Err(e) => Some((Err(err(format!("blocking task failed: {e}"))), None)),
-                }
-            }
-        });
-        Ok(stream.boxed())
+        .await
+    }
+
+    async fn open_object(&self, key: &str, offset: u64) -> Result<ByteStream, StorageError> {
+        if key
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(StorageError::Permanent {
+                backend: BACKEND,
+                key: key.to_string(),
+                message: "invalid object key".to_string(),
+            });
+        }
+        self.open_path(self.inner.settings.join(key), offset).await
     }
 
     async fn write_ltx_file(
