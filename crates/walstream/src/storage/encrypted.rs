@@ -47,13 +47,16 @@ const MAX_HEADER: usize = 64 * 1024;
 /// How many uploads' sizes are remembered (see [`Encryption::stored_len`]).
 const MAX_REMEMBERED: usize = 4096;
 
+/// (level, min, max) of an LTX file.
+type FileKey = (u8, TxId, TxId);
+
 /// The keys of an encrypted replica, shared by the decorator and the code that must keep its
 /// own temp files encrypted (compaction).
 pub struct Encryption {
     recipients: Vec<age::x25519::Recipient>,
     identities: Vec<Identity>,
     /// (level, min, max) -> (plaintext length, stored length) of files uploaded by this process.
-    written: Mutex<HashMap<(u8, TxId, TxId), (u64, u64)>>,
+    written: Mutex<HashMap<FileKey, (u64, u64)>>,
 }
 
 impl std::fmt::Debug for Encryption {
@@ -343,7 +346,7 @@ impl Decrypting {
     fn needs_input(&self) -> bool {
         let pulls = match self.phase {
             Phase::Start { .. } => true,
-            _ => self.pos % CHUNK_SIZE == 0,
+            _ => self.pos.is_multiple_of(CHUNK_SIZE),
         };
         pulls && !self.inner_done && (self.queued() as u64) < ENCRYPTED_CHUNK_SIZE
     }
@@ -476,7 +479,7 @@ impl ReplicaStore for EncryptedStore {
             drop(head);
             // Seek to a byte inside a chunk (age's reader wants one): the one before `offset`
             // when `offset` starts a chunk, dropped after.
-            let (target, discard) = if offset % CHUNK_SIZE == 0 {
+            let (target, discard) = if offset.is_multiple_of(CHUNK_SIZE) {
                 (offset - 1, true)
             } else {
                 (offset, false)
