@@ -86,21 +86,84 @@ pub fn next_aligned(now: SystemTime, interval: Duration) -> SystemTime {
 /// header is the merged one with Litestream's conventions for compacted files: WAL fields and
 /// node ID zero, the newest input's timestamp. Streams: one page buffer per input.
 pub fn merge_files(inputs: &[PathBuf], out: &Path, level: u8) -> Result<Header, CompactionError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CompactionError::Io { path, source }
-    };
+    let mut readers = Vec::with_capacity(inputs.len());
+    for p in inputs {
+        let f = File::open(p).map_err(io_at(p))?;
+        readers.push(BufReader::with_capacity(64 * 1024, f));
+    }
+    let f = File::create(out).map_err(io_at(out))?;
+    let (header, w) = merge_into(readers, BufWriter::with_capacity(256 * 1024, f), out, level)?;
+    let f = w.into_inner().map_err(|e| io_at(out)(e.into_error()))?;
+    f.sync_all().map_err(io_at(out))?;
+    Ok(header)
+}
+
+/// An input of [`merge_sealed`].
+#[derive(Debug, Clone)]
+pub enum SealedInput {
+    /// A plain LTX file already on disk (a local L0 file beside the database).
+    Plain(PathBuf),
+    /// An LTX file kept age-encrypted on disk, opened with the merge's identities.
+    Sealed(PathBuf),
+}
+
+/// [`merge_files`] for an encrypted replica: the inputs are plain local files or files encrypted
+/// to one of `identities` (downloads, see `restore::download_sealed`), decrypted in memory only,
+/// and `out` is written encrypted to the replica's recipients. No plaintext reaches the disk.
+pub fn merge_sealed(
+    inputs: &[SealedInput],
+    identities: &[crate::age_keys::Identity],
+    enc: &crate::storage::encrypted::Encryption,
+    out: &Path,
+    level: u8,
+) -> Result<Header, CompactionError> {
+    let mut readers: Vec<Box<dyn std::io::Read + Send>> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        match input {
+            SealedInput::Plain(p) => {
+                let f = File::open(p).map_err(io_at(p))?;
+                readers.push(Box::new(BufReader::with_capacity(64 * 1024, f)));
+            }
+            SealedInput::Sealed(p) => {
+                let f = File::open(p).map_err(io_at(p))?;
+                let r =
+                    crate::age_keys::decrypt(BufReader::with_capacity(64 * 1024, f), identities)
+                        .map_err(|e| io_at(p)(std::io::Error::other(e)))?;
+                readers.push(Box::new(r));
+            }
+        }
+    }
+    let f = File::create(out).map_err(io_at(out))?;
+    let w = enc
+        .seal(BufWriter::with_capacity(256 * 1024, f))
+        .map_err(io_at(out))?;
+    let (header, w) = merge_into(readers, w, out, level)?;
+    let w = w.finish().map_err(io_at(out))?;
+    let f = w.into_inner().map_err(|e| io_at(out)(e.into_error()))?;
+    f.sync_all().map_err(io_at(out))?;
+    Ok(header)
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> CompactionError {
+    let path = path.to_path_buf();
+    move |source| CompactionError::Io { path, source }
+}
+
+/// The merge itself, from readers to a writer (flushed, not synced).
+fn merge_into<R: std::io::Read, W: Write>(
+    inputs: Vec<R>,
+    out: W,
+    out_path: &Path,
+    level: u8,
+) -> Result<(Header, W), CompactionError> {
     let mut decoders = Vec::with_capacity(inputs.len());
     let mut range = (TxId(0), TxId(0));
-    for (i, p) in inputs.iter().enumerate() {
-        let f = File::open(p).map_err(io(p))?;
-        let d = Decoder::new(BufReader::with_capacity(64 * 1024, f)).map_err(|source| {
-            CompactionError::Ltx {
-                level,
-                min: TxId(0),
-                max: TxId(0),
-                source,
-            }
+    for (i, r) in inputs.into_iter().enumerate() {
+        let d = Decoder::new(r).map_err(|source| CompactionError::Ltx {
+            level,
+            min: TxId(0),
+            max: TxId(0),
+            source,
         })?;
         if i == 0 {
             range.0 = d.header().min_txid;
@@ -121,14 +184,9 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path, level: u8) -> Result<Header, 
     header.wal_salt1 = 0;
     header.wal_salt2 = 0;
     header.node_id = 0;
-    let f = File::create(out).map_err(io(out))?;
-    let (mut w, _) = c
-        .write_ltx(&header, BufWriter::with_capacity(256 * 1024, f))
-        .map_err(ltx_err)?;
-    w.flush().map_err(io(out))?;
-    let f = w.into_inner().map_err(|e| io(out)(e.into_error()))?;
-    f.sync_all().map_err(io(out))?;
-    Ok(header)
+    let (mut w, _) = c.write_ltx(&header, out).map_err(ltx_err)?;
+    w.flush().map_err(io_at(out_path))?;
+    Ok((header, w))
 }
 
 #[cfg(test)]

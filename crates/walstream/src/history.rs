@@ -112,30 +112,58 @@ pub async fn compact_level(
     } else {
         Vec::new()
     };
+    // An encrypted replica: downloads stay encrypted on disk (to a key that lives in memory for
+    // this compaction only), the merge decrypts in memory, and its output is written encrypted
+    // to the replica's recipients, so no plaintext reaches the work directory.
+    let enc = store.encryption();
+    let ephemeral = enc.as_ref().map(|_| age::x25519::Identity::generate());
     let mut paths = Vec::with_capacity(inputs.len());
+    let mut sealed = Vec::with_capacity(inputs.len());
     for (i, f) in inputs.iter().enumerate() {
         let mine = local
             .iter()
             .find(|l| l.min_txid == f.min_txid && l.max_txid == f.max_txid);
-        let size_ok = mine
-            .and_then(|l| std::fs::metadata(&l.path).ok())
-            .is_some_and(|m| m.len() == f.size);
+        let local_len = mine.and_then(|l| std::fs::metadata(&l.path).ok().map(|m| m.len()));
+        let size_ok = match (&enc, local_len) {
+            (_, None) => false,
+            (None, Some(n)) => n == f.size,
+            (Some(e), Some(n)) => e.stored_len(f.level, f.min_txid, f.max_txid, n) == Some(f.size),
+        };
         match mine {
-            Some(l) if size_ok => paths.push(l.path.clone()),
+            Some(l) if size_ok => {
+                paths.push(l.path.clone());
+                sealed.push(crate::compaction::SealedInput::Plain(l.path.clone()));
+            }
             _ => {
                 let dest = work.path().join(format!("{i:06}-{}", f.file_name()));
-                paths.push(crate::restore::download(store, &store.describe(), f, dest).await?);
+                match &ephemeral {
+                    Some(id) => {
+                        let to = [id.to_public()];
+                        let p =
+                            crate::restore::download_sealed(store, &store.describe(), f, dest, &to)
+                                .await?;
+                        sealed.push(crate::compaction::SealedInput::Sealed(p));
+                    }
+                    None => paths
+                        .push(crate::restore::download(store, &store.describe(), f, dest).await?),
+                }
             }
         }
     }
     let out = work.path().join(ltx::file_name(min, max));
     let out2 = out.clone();
-    let header = tokio::task::spawn_blocking(move || merge_files(&paths, &out2, level))
-        .await
-        .map_err(|e| HistoryError::Io {
-            path: out.clone(),
-            source: std::io::Error::other(e),
-        })??;
+    let header = tokio::task::spawn_blocking(move || match (enc, ephemeral) {
+        (Some(enc), Some(id)) => {
+            let ids: Vec<crate::age_keys::Identity> = vec![Box::new(id)];
+            crate::compaction::merge_sealed(&sealed, &ids, &enc, &out2, level)
+        }
+        _ => merge_files(&paths, &out2, level),
+    })
+    .await
+    .map_err(|e| HistoryError::Io {
+        path: out.clone(),
+        source: std::io::Error::other(e),
+    })??;
     crate::failpoint::hit("compaction.after_merge");
     let created = UNIX_EPOCH + Duration::from_millis(header.timestamp.max(0) as u64);
     let info = store

@@ -757,6 +757,9 @@ impl ReplicaStore for LeasedStore {
         }
         self.inner.delete_ltx_files(files).await
     }
+    fn encryption(&self) -> Option<std::sync::Arc<crate::storage::encrypted::Encryption>> {
+        self.inner.encryption()
+    }
     fn supports_lease(&self) -> bool {
         self.inner.supports_lease()
     }

@@ -34,7 +34,7 @@ pub mod plan;
 pub mod v03;
 
 pub use apply::apply;
-pub(crate) use apply::download;
+pub(crate) use apply::{download, download_sealed};
 pub use plan::plan;
 
 /// Which state to restore.

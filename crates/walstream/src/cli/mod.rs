@@ -12,6 +12,7 @@ pub mod databases;
 pub mod demo;
 pub mod exec;
 pub mod ltx;
+pub mod reencrypt;
 pub mod replicate;
 pub mod restore;
 pub mod status;
@@ -40,6 +41,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Lists the LTX files of a replica.
     Ltx(LtxArgs),
+    /// Re-encrypts a database's replica to the age recipients of the config (key rotation).
+    Reencrypt(reencrypt::ReencryptArgs),
     /// Lists the databases in the config file.
     Databases(databases::DatabasesArgs),
     /// Replicates ./demo.db to ./backup, writing a row a second and checking restores (a tour).
@@ -214,6 +217,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ltx(args) => {
             init_logging(args.log_level.as_deref());
             ltx::run(args).await.map(|()| 0)
+        }
+        Command::Reencrypt(args) => {
+            init_logging(args.log_level.as_deref());
+            reencrypt::run(args).await.map(|_| 0)
         }
         Command::Databases(args) => {
             init_logging(args.log_level.as_deref());

@@ -249,19 +249,6 @@ fn plan(args: &ReplicateArgs) -> anyhow::Result<Plan> {
             if cfg.dbs.is_empty() {
                 anyhow::bail!("config {}: no databases specified", path.display());
             }
-            // `age` is read only to restore Litestream 0.3 backups.
-            if let Some(i) = cfg.dbs.iter().position(|d| {
-                d.the_replica()
-                    .and_then(|r| r.age.as_ref())
-                    .is_some_and(|a| !a.identities.is_empty() || !a.recipients.is_empty())
-            }) {
-                anyhow::bail!(
-                    "config {}: dbs[{i}]: age encryption is not currently supported for \
-                     replication (walstream reads age keys only to restore Litestream 0.3 \
-                     backups); if you need encryption please revert back to Litestream v0.3.x",
-                    path.display()
-                );
-            }
             let restore_dirs: Vec<usize> = cfg
                 .dbs
                 .iter()
@@ -320,6 +307,11 @@ fn config_targets(
             },
         })
         .collect();
+    for t in &targets {
+        check_age(&t.replica).map_err(|m| {
+            anyhow::anyhow!("config {}: {}: {m}", cfg.file.display(), t.db.display())
+        })?;
+    }
     if targets.is_empty() && cfg.watched_dirs().is_empty() {
         warn!(
             "config {}: no databases found yet (directory entries are watched for none)",
@@ -327,6 +319,26 @@ fn config_targets(
         );
     }
     Ok(targets)
+}
+
+/// `age` on a replicated database: its LTX files are encrypted to the recipients; the identities
+/// read them back (compaction of files no longer local, restore on start). Both are needed.
+pub(crate) fn check_age(replica: &ReplicaConfig) -> Result<(), String> {
+    let Some(age) = &replica.age else {
+        return Ok(());
+    };
+    match (age.recipients.is_empty(), age.identities.is_empty()) {
+        (true, true) | (false, false) => Ok(()),
+        (true, false) => Err(
+            "age: replication needs recipients (age: recipients: [age1...]) to \
+             encrypt the replica, and identities to read it back"
+                .to_string(),
+        ),
+        (false, true) => Err("age: replication needs identities (age: identities: \
+             [AGE-SECRET-KEY-1...] or key files) to read the replica back for compaction and \
+             restore, besides the recipients"
+            .to_string()),
+    }
 }
 
 fn spec(t: Target, store: crate::storage::DynStore) -> DbSpec {

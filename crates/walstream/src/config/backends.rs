@@ -25,6 +25,24 @@ const BACKENDS: &[(&[&str], Open)] = &[
 /// Builds the store for a replica config: the type comes from `type:` or the URL's scheme; a
 /// plain `path` (or a URL without a scheme) is a file replica.
 pub fn open_replica(cfg: &ReplicaConfig) -> Result<DynStore, StorageError> {
+    let store = open_backend(cfg)?;
+    // `age:` keys: the LTX files are encrypted to the recipients and decrypted with the
+    // identities (storage::encrypted).
+    match &cfg.age {
+        Some(age) if !age.identities.is_empty() || !age.recipients.is_empty() => {
+            let keys = crate::age_keys::parse(age).map_err(|e| StorageError::Permanent {
+                backend: "config",
+                key: store.describe(),
+                message: format!("age: {e}"),
+            })?;
+            Ok(storage::encrypted::EncryptedStore::wrap(store, keys))
+        }
+        _ => Ok(store),
+    }
+}
+
+/// The backend's store, without the decorators the config adds.
+fn open_backend(cfg: &ReplicaConfig) -> Result<DynStore, StorageError> {
     let scheme = cfg
         .url
         .as_deref()

@@ -133,6 +133,9 @@ impl ReplicaStore for Instrumented {
         record(self.kind(), "DELETE", t, 0, &r);
         r
     }
+    fn encryption(&self) -> Option<std::sync::Arc<crate::storage::encrypted::Encryption>> {
+        self.inner.encryption()
+    }
     fn supports_lease(&self) -> bool {
         self.inner.supports_lease()
     }

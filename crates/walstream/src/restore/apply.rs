@@ -168,11 +168,58 @@ pub(crate) async fn download(
     info: &LtxFileInfo,
     dest: PathBuf,
 ) -> Result<PathBuf, RestoreError> {
+    download_to(store, replica, info, dest, None).await
+}
+
+/// Where a download's bytes go: the file, or the file through an age writer (to keep them
+/// encrypted at rest, see [`download_sealed`]).
+enum Sink {
+    Plain(tokio::fs::File),
+    Sealed(age::stream::StreamWriter<std::io::BufWriter<File>>),
+}
+
+impl Sink {
+    async fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(f) => f.write_all(b).await,
+            Sink::Sealed(w) => w.write_all(b),
+        }
+    }
+    async fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(mut f) => f.flush().await,
+            Sink::Sealed(w) => w.finish()?.flush(),
+        }
+    }
+}
+
+/// [`download`], with the file written encrypted to `to` (the plaintext never reaches the disk):
+/// for the compaction of an encrypted replica, which reads it back with the matching identity.
+pub(crate) async fn download_sealed(
+    store: &DynStore,
+    replica: &str,
+    info: &LtxFileInfo,
+    dest: PathBuf,
+    to: &[age::x25519::Recipient],
+) -> Result<PathBuf, RestoreError> {
+    download_to(store, replica, info, dest, Some(to)).await
+}
+
+async fn download_to(
+    store: &DynStore,
+    replica: &str,
+    info: &LtxFileInfo,
+    dest: PathBuf,
+    seal: Option<&[age::x25519::Recipient]>,
+) -> Result<PathBuf, RestoreError> {
     let file_ref = || FileRef::new(replica, info);
     let span = info_span!("download", level = info.level, min_txid = %info.min_txid, max_txid = %info.max_txid);
+    // An encrypted store's listed sizes are the stored ones: the plaintext's length is unknown
+    // until read, and age itself tells a whole object (its last chunk is marked) from a cut one.
+    let encrypted = store.encryption().is_some();
     async {
         // Owner-only, like the directory it is in.
-        let mut out = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
@@ -180,6 +227,16 @@ pub(crate) async fn download(
             .open(&dest)
             .await
             .map_err(|e| RestoreError::io(&dest, e))?;
+        let mut out = match seal {
+            None => Sink::Plain(file),
+            Some(to) => {
+                let w = std::io::BufWriter::with_capacity(READ_BUF, file.into_std().await);
+                Sink::Sealed(
+                    crate::storage::encrypted::seal_to(to, w)
+                        .map_err(|e| RestoreError::io(&dest, e))?,
+                )
+            }
+        };
         let key = format!("{}/{}", info.level, info.file_name());
         let stalled = || StorageError::Transient {
             backend: store.kind(),
@@ -200,7 +257,16 @@ pub(crate) async fn download(
                     .map_err(|_| stalled())?
                 {
                     let chunk = chunk?;
-                    out.write_all(&chunk)
+                    if offset == 0 && !encrypted && crate::age_keys::is_age(&chunk) {
+                        return Err(StorageError::Permanent {
+                            backend: store.kind(),
+                            key: format!("{replica}/{key}"),
+                            message: "the object is age-encrypted and no age identity is \
+                                      configured (age: identities: [...] on the replica)"
+                                .to_string(),
+                        });
+                    }
+                    out.write(&chunk)
                         .await
                         .map_err(|source| StorageError::Io {
                             backend: "local",
@@ -222,7 +288,7 @@ pub(crate) async fn download(
                     source: err,
                 });
             }
-            if offset == info.size && info.size > 0 {
+            if offset == info.size && info.size > 0 && !encrypted {
                 // Every byte arrived before the stream broke; a request for the empty tail
                 // would be refused (416) by S3.
                 break;
@@ -239,8 +305,8 @@ pub(crate) async fn download(
             warn!(attempt = backoff.attempts(), offset, retry_in = ?delay, error = %err, "download failed; resuming");
             tokio::time::sleep(delay).await;
         }
-        out.flush().await.map_err(|e| RestoreError::io(&dest, e))?;
-        if offset != info.size {
+        out.finish().await.map_err(|e| RestoreError::io(&dest, e))?;
+        if offset != info.size && !encrypted {
             return Err(RestoreError::SizeMismatch {
                 file: file_ref(),
                 got: offset,

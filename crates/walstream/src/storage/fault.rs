@@ -428,6 +428,9 @@ impl ReplicaStore for FaultStore {
         }
     }
 
+    fn encryption(&self) -> Option<std::sync::Arc<crate::storage::encrypted::Encryption>> {
+        self.inner.encryption()
+    }
     fn supports_lease(&self) -> bool {
         self.inner.supports_lease()
     }

@@ -19,6 +19,7 @@ pub mod azure;
 pub(crate) mod bad_http;
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
+pub mod encrypted;
 #[cfg(any(test, feature = "testing"))]
 pub mod fault;
 pub mod file;
@@ -283,6 +284,12 @@ pub trait ReplicaStore: Send + Sync + std::fmt::Debug {
             objects.iter().map(|o| o.key.as_str()),
             recursive,
         ))
+    }
+    /// The age keys when the store encrypts its LTX files ([`encrypted::EncryptedStore`]); every
+    /// wrapper forwards it. Listed sizes of such a store are stored (encrypted) sizes, and code
+    /// that keeps LTX bytes in temp files (compaction) keeps them encrypted.
+    fn encryption(&self) -> Option<Arc<encrypted::Encryption>> {
+        None
     }
 }
 

@@ -12,6 +12,7 @@ mod config;
 mod control;
 mod corrupt_replica;
 mod crash;
+mod encryption;
 mod fault_proxy;
 mod faults;
 mod flaky_http;
