@@ -14,7 +14,19 @@ use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::config::AgeConfig;
+use serde::Deserialize;
+
+/// `age:` (Litestream 0.3 encryption): keys, or paths of key files. Read by the config, used here
+/// (the config depends on this module, not the other way round).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct AgeConfig {
+    /// Private keys.
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// Public keys.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
 
 /// The header line every age file starts with (binary format).
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
@@ -146,7 +158,7 @@ fn parse_identity(entry: &str, name: &str) -> Result<Vec<Identity>, AgeKeyError>
             )),
         };
     }
-    let path = crate::config::expand_path(e).unwrap_or_else(|_| PathBuf::from(e));
+    let path = crate::paths::expand_path(e).unwrap_or_else(|_| PathBuf::from(e));
     let data = read_key_file(&path, name)?;
     // The parser's own errors may quote the offending line: say only which file it was.
     let not_identities = || {
@@ -178,7 +190,7 @@ fn parse_recipient(entry: &str, name: &str) -> Result<Vec<age::x25519::Recipient
             .map(|r| vec![r])
             .map_err(|_| invalid(format!("{e:?} is not a valid age recipient (age1...)")));
     }
-    let path = crate::config::expand_path(e).unwrap_or_else(|_| PathBuf::from(e));
+    let path = crate::paths::expand_path(e).unwrap_or_else(|_| PathBuf::from(e));
     let data = read_key_file(&path, name)?;
     let mut out = Vec::new();
     for (n, line) in data.lines().enumerate() {

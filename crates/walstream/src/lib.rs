@@ -31,5 +31,6 @@ pub mod retention;
 pub mod server;
 pub mod sqlite;
 pub mod storage;
+pub mod text;
 
 pub use ltx::TxId;

@@ -138,16 +138,7 @@ pub struct ReplicaConfig {
     pub lease_ttl: Option<Duration>,
 }
 
-/// `age:` (Litestream 0.3 encryption): keys, or paths of key files (see [`crate::age_keys`]).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct AgeConfig {
-    /// Private keys.
-    #[serde(default)]
-    pub identities: Vec<String>,
-    /// Public keys.
-    #[serde(default)]
-    pub recipients: Vec<String>,
-}
+pub use crate::age_keys::AgeConfig;
 
 /// Default `sync-interval`.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
