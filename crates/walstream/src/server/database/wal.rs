@@ -139,7 +139,10 @@ pub(super) async fn wal_task(
         // A cold database opens (about 8 descriptors) only while the warm ones leave room: at
         // start every database syncs once, and 3,000 of them under a 6,000 limit ran out of
         // descriptors in 3 s. It waits its turn instead (the others go cold after 200 ms).
-        if due && !warm && !l9 && ctx.shared.over_open_limit() {
+        if due && !warm && ctx.shared.over_open_limit() {
+            if l9 {
+                ctx.want_l9.store(true, Ordering::SeqCst);
+            }
             backoff_until = Some(now + Duration::from_millis(20));
             continue;
         }
